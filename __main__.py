@@ -1,0 +1,59 @@
+"""The model serving stack: settings -> image, GPU pool, server -> outputs."""
+
+import os
+from pathlib import Path
+
+import pulumi
+
+import stack_outputs
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.kubernetes_provider import kubernetes_provider
+from components.model_image import ModelImage, ModelImageArgs
+from components.model_server import ModelServer, ModelServerArgs
+from settings import ConfigError, load_settings
+
+# A property of the machine running the build (a TLS-intercepting proxy), not of the stack,
+# so it comes from the environment: the path of a PEM bundle the image build should trust.
+BUILD_CA_BUNDLE_ENV = "MODEL_BUILD_CA_BUNDLE"
+
+try:
+    settings = load_settings()
+except ConfigError as error:
+    # RunError ends the program with the message alone: no traceback for a config mistake.
+    raise pulumi.RunError(str(error)) from None
+
+ca_bundle_path = os.environ.get(BUILD_CA_BUNDLE_ENV)
+provider = kubernetes_provider("kubernetes", settings.kubernetes)
+
+image = ModelImage(
+    "model-image",
+    ModelImageArgs(
+        image=settings.image,
+        context_dir="model",
+        model_name=settings.server.model_name,
+        ca_bundle=Path(ca_bundle_path).read_text() if ca_bundle_path else None,
+    ),
+)
+gpu_pool = GpuNodePool(
+    "gpu-pool", GpuNodePoolArgs(pool=settings.gpu_pool, kubernetes_provider=provider)
+)
+server = ModelServer(
+    "model-server",
+    ModelServerArgs(
+        server=settings.server,
+        namespace=settings.kubernetes.namespace,
+        create_namespace=settings.kubernetes.create_namespace,
+        image_ref=image.image_ref,
+        scheduling=gpu_pool.scheduling,
+    ),
+    # Pods only schedule once the pool exists.
+    opts=pulumi.ResourceOptions(providers=[provider], depends_on=[gpu_pool]),
+)
+
+pulumi.export(stack_outputs.IMAGE_REF, image.image_ref)
+pulumi.export(stack_outputs.IMAGE_DIGEST, image.digest)
+pulumi.export(stack_outputs.GPU_POOL_NAME, gpu_pool.pool_name)
+pulumi.export(stack_outputs.NAMESPACE, settings.kubernetes.namespace)
+pulumi.export(stack_outputs.DEPLOYMENT_NAME, server.deployment_name)
+pulumi.export(stack_outputs.SERVICE_NAME, server.service_name)
+pulumi.export(stack_outputs.PREDICT_URL, server.predict_url)

@@ -1,0 +1,27 @@
+"""The explicit Kubernetes provider every Kubernetes object of the stack goes through."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from settings import KubernetesSettings
+
+
+def kubernetes_provider(name: str, cluster: KubernetesSettings) -> k8s.Provider:
+    """A provider for the configured kubeconfig/context, or one that only renders manifests.
+
+    Explicit rather than ambient, so that a stack never applies to whatever cluster the
+    operator's shell happens to point at.
+    """
+    return k8s.Provider(
+        name,
+        kubeconfig=cluster.kubeconfig,
+        context=cluster.context,
+        render_yaml_to_directory=cluster.render_yaml_to_directory,
+        enable_server_side_apply=True,
+        # Objects outside the namespace (the Namespace itself, the EKS device plugin) name
+        # their own; everything else lands in the serving namespace.
+        namespace=cluster.namespace,
+        opts=pulumi.ResourceOptions(),
+    )

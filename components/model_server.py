@@ -1,0 +1,462 @@
+"""ModelServer: the Kubernetes objects that serve the model on the GPU pool.
+
+Both serving runtimes speak TensorFlow Serving's REST API on the same port, so probes, the
+Service and clients do not change with the runtime; only the container's arguments, its
+environment and its extra gRPC port do (`RuntimeProfile`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gpu_node_pool import Scheduling
+from settings import ServerSettings
+
+REST_PORT = 8501
+GRPC_PORT = 8500
+METRICS_PATH = (
+    "/monitoring/prometheus/metrics"  # TF Serving's path; the Python runtime serves it too
+)
+MODELS_DIR = "/models"
+# Numeric, so that the kubelet can verify runAsNonRoot; the image's USER (model/Dockerfile).
+SERVER_UID = 10001
+PROBE_PERIOD_SECONDS = 5
+# Kubernetes sends SIGKILL this long after the grace period's other parts have passed.
+GRACE_MARGIN_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    """What differs between serving runtimes inside the pod."""
+
+    ports: Mapping[str, int]
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    liveness: k8s.core.v1.ProbeArgs
+    extra_volume_mounts: tuple[k8s.core.v1.VolumeMountArgs, ...] = field(default=())
+
+
+def runtime_profile(server: ServerSettings) -> RuntimeProfile:
+    base_path = f"{MODELS_DIR}/{server.model_name}"
+    if server.runtime == "python":
+        return RuntimeProfile(
+            ports={"http": REST_PORT},
+            args=(),
+            env={
+                "MODEL_NAME": server.model_name,
+                "MODEL_BASE_PATH": base_path,
+                "HOST": "0.0.0.0",  # the pod's own network namespace; Service and probes need it
+                "PORT": str(REST_PORT),
+                "MAX_BATCH_SIZE": str(server.max_batch_size),
+                "BATCH_TIMEOUT_MS": str(server.batch_timeout_ms),
+                "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
+            },
+            liveness=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
+                period_seconds=10,
+                timeout_seconds=2,
+                failure_threshold=3,
+            ),
+        )
+    return RuntimeProfile(
+        ports={"http": REST_PORT, "grpc": GRPC_PORT},
+        args=(
+            f"--model_name={server.model_name}",
+            f"--model_base_path={base_path}",
+            f"--rest_api_port={REST_PORT}",
+            f"--port={GRPC_PORT}",
+            "--enable_batching=true",
+            "--batching_parameters_file=/etc/tfserving/batching.config",
+            "--monitoring_config_file=/etc/tfserving/monitoring.config",
+        ),
+        env={"DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds)},
+        # TF Serving has no liveness endpoint; an open REST port is its sign of life.
+        liveness=k8s.core.v1.ProbeArgs(
+            tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),
+            period_seconds=10,
+            timeout_seconds=2,
+            failure_threshold=3,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ModelServerArgs:
+    server: ServerSettings
+    """Replicas, resources, autoscaling, probes timing, network sources."""
+    namespace: str
+    """Namespace of every object."""
+    create_namespace: bool
+    """Create the namespace (restricted Pod Security Standard enforced)."""
+    image_ref: pulumi.Input[str]
+    """Image pinned by digest."""
+    scheduling: Scheduling
+    """Node selector, tolerations and GPU resource of the pool."""
+
+
+class ModelServer(pulumi.ComponentResource):
+    """Deployment, Service, HPA, PDB, ServiceAccount and NetworkPolicy for one model."""
+
+    deployment_name: pulumi.Output[str]
+    """Name of the Deployment."""
+    service_name: pulumi.Output[str]
+    """Name of the Service (its DNS name inside the cluster)."""
+    predict_url: pulumi.Output[str]
+    """In-cluster URL of the predict endpoint."""
+
+    def __init__(
+        self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gpu-model-serving:serving:ModelServer", name, None, opts)
+        server = args.server
+        self._object_name = f"{server.model_name}-server"
+        self._namespace = args.namespace
+        self._labels = {
+            "app.kubernetes.io/name": "model-server",
+            "app.kubernetes.io/instance": server.model_name,
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/managed-by": "pulumi",
+        }
+        self._profile = runtime_profile(server)
+
+        namespace_dependency = [self._namespace_object(name)] if args.create_namespace else []
+        child = pulumi.ResourceOptions(parent=self, depends_on=namespace_dependency)
+        account = self._service_account(name, child)
+        deployment = self._deployment(name, args, account, child)
+        service = self._service(name, server, child)
+        self._autoscaler(name, server, deployment, child)
+        self._disruption_budget(name, server, child)
+        self._network_policy(name, server, child)
+
+        self.deployment_name = deployment.metadata.name
+        self.service_name = service.metadata.name
+        self.predict_url = pulumi.Output.format(
+            "http://{0}.{1}.svc.cluster.local:{2}/v1/models/{3}:predict",
+            service.metadata.name,
+            self._namespace,
+            REST_PORT,
+            server.model_name,
+        )
+        self.register_outputs(
+            {
+                "deployment_name": self.deployment_name,
+                "service_name": self.service_name,
+                "predict_url": self.predict_url,
+            }
+        )
+
+    def _metadata(self, name: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=name or self._object_name, namespace=self._namespace, labels=self._labels
+        )
+
+    def _namespace_object(self, name: str) -> k8s.core.v1.Namespace:
+        restricted = {
+            f"pod-security.kubernetes.io/{mode}": "restricted"
+            for mode in ("enforce", "warn", "audit")
+        }
+        return k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=self._namespace,
+                labels={**restricted, "pod-security.kubernetes.io/enforce-version": "latest"},
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _service_account(
+        self, name: str, opts: pulumi.ResourceOptions
+    ) -> k8s.core.v1.ServiceAccount:
+        return k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=self._metadata(),
+            automount_service_account_token=False,
+            opts=opts,
+        )
+
+    def _deployment(
+        self,
+        name: str,
+        args: ModelServerArgs,
+        account: k8s.core.v1.ServiceAccount,
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.apps.v1.Deployment:
+        server = args.server
+        model_status = k8s.core.v1.HTTPGetActionArgs(
+            path=f"/v1/models/{server.model_name}", port="http"
+        )
+        return k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=self._metadata(),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=server.replicas,
+                revision_history_limit=5,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
+                # Never drop below the serving capacity during a rollout: surge, then retire.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                        max_unavailable=0, max_surge=1
+                    ),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=self._labels,
+                        annotations={
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(REST_PORT),
+                            "prometheus.io/path": METRICS_PATH,
+                        },
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        automount_service_account_token=False,
+                        enable_service_links=False,
+                        node_selector=dict(args.scheduling.node_selector),
+                        tolerations=[dict(t) for t in args.scheduling.tolerations],
+                        topology_spread_constraints=[
+                            k8s.core.v1.TopologySpreadConstraintArgs(
+                                max_skew=1,
+                                topology_key="kubernetes.io/hostname",
+                                when_unsatisfiable="ScheduleAnyway",
+                                label_selector=k8s.meta.v1.LabelSelectorArgs(
+                                    match_labels=self._labels
+                                ),
+                            )
+                        ],
+                        termination_grace_period_seconds=server.pre_stop_sleep_seconds
+                        + server.shutdown_timeout_seconds
+                        + GRACE_MARGIN_SECONDS,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=SERVER_UID,
+                            run_as_group=SERVER_UID,
+                            fs_group=SERVER_UID,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="server",
+                                image=args.image_ref,
+                                image_pull_policy="IfNotPresent",
+                                args=list(self._profile.args) or None,
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(name=k, value=v)
+                                    for k, v in self._profile.env.items()
+                                ],
+                                ports=[
+                                    k8s.core.v1.ContainerPortArgs(
+                                        name=port_name, container_port=port, protocol="TCP"
+                                    )
+                                    for port_name, port in self._profile.ports.items()
+                                ],
+                                resources=self._resources(server, args.scheduling),
+                                startup_probe=k8s.core.v1.ProbeArgs(
+                                    http_get=model_status,
+                                    period_seconds=PROBE_PERIOD_SECONDS,
+                                    timeout_seconds=2,
+                                    failure_threshold=math.ceil(
+                                        server.startup_timeout_seconds / PROBE_PERIOD_SECONDS
+                                    ),
+                                ),
+                                readiness_probe=k8s.core.v1.ProbeArgs(
+                                    http_get=model_status,
+                                    period_seconds=PROBE_PERIOD_SECONDS,
+                                    timeout_seconds=2,
+                                    failure_threshold=2,
+                                ),
+                                liveness_probe=self._profile.liveness,
+                                lifecycle=self._lifecycle(server),
+                                security_context=k8s.core.v1.SecurityContextArgs(
+                                    allow_privilege_escalation=False,
+                                    read_only_root_filesystem=True,
+                                    run_as_non_root=True,
+                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                ),
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                    *self._profile.extra_volume_mounts,
+                                ],
+                            )
+                        ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="tmp",
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi"),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=opts,
+        )
+
+    @staticmethod
+    def _resources(
+        server: ServerSettings, scheduling: Scheduling
+    ) -> k8s.core.v1.ResourceRequirementsArgs:
+        resources = server.resources
+        requests = {"cpu": resources.cpu_request.text, "memory": resources.memory_request.text}
+        limits = {"cpu": resources.cpu_limit.text, "memory": resources.memory_limit.text}
+        if resources.gpu_count > 0:
+            # Extended resources cannot be overcommitted: request and limit must be equal.
+            requests[scheduling.gpu_resource_name] = str(resources.gpu_count)
+            limits[scheduling.gpu_resource_name] = str(resources.gpu_count)
+        return k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits)
+
+    @staticmethod
+    def _lifecycle(server: ServerSettings) -> k8s.core.v1.LifecycleArgs | None:
+        if server.pre_stop_sleep_seconds == 0:
+            return None
+        # The kubelet's own sleep: endpoints drop the pod before the server hears SIGTERM,
+        # and the image needs no shell.
+        return k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                sleep=k8s.core.v1.SleepActionArgs(seconds=server.pre_stop_sleep_seconds)
+            )
+        )
+
+    def _service(
+        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+    ) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=self._metadata(),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type=server.service_type,
+                selector=self._labels,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name=port_name, port=port, target_port=port_name, protocol="TCP"
+                    )
+                    for port_name, port in self._profile.ports.items()
+                ],
+            ),
+            opts=opts,
+        )
+
+    def _autoscaler(
+        self,
+        name: str,
+        server: ServerSettings,
+        deployment: k8s.apps.v1.Deployment,
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+        scaling = server.autoscaling
+        if scaling.metric == "cpu":
+            metric = k8s.autoscaling.v2.MetricSpecArgs(
+                type="Resource",
+                resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                    name="cpu",
+                    target=k8s.autoscaling.v2.MetricTargetArgs(
+                        type="Utilization", average_utilization=scaling.target_cpu_utilization
+                    ),
+                ),
+            )
+        else:
+            metric = k8s.autoscaling.v2.MetricSpecArgs(
+                type="Pods",
+                pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
+                    metric=k8s.autoscaling.v2.MetricIdentifierArgs(
+                        name=scaling.requests_metric_name
+                    ),
+                    target=k8s.autoscaling.v2.MetricTargetArgs(
+                        type="AverageValue",
+                        average_value=str(scaling.target_requests_per_second),
+                    ),
+                ),
+            )
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-autoscaler",
+            metadata=self._metadata(),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                ),
+                min_replicas=scaling.min_replicas,
+                max_replicas=scaling.max_replicas,
+                metrics=[metric],
+                # GPU pods take minutes to start: add capacity quickly, remove it reluctantly.
+                behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+                    scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                        stabilization_window_seconds=0,
+                        select_policy="Max",
+                        policies=[
+                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
+                                type="Percent", value=100, period_seconds=30
+                            ),
+                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
+                                type="Pods", value=2, period_seconds=30
+                            ),
+                        ],
+                    ),
+                    scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                        stabilization_window_seconds=scaling.scale_down_stabilization_seconds,
+                        select_policy="Min",
+                        policies=[
+                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
+                                type="Percent", value=50, period_seconds=60
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=opts,
+        )
+
+    def _disruption_budget(
+        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+    ) -> k8s.policy.v1.PodDisruptionBudget:
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-disruption-budget",
+            metadata=self._metadata(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=server.pdb_max_unavailable,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
+                # A pod that never became ready must not block a node drain.
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+            opts=opts,
+        )
+
+    def _network_policy(
+        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+    ) -> k8s.networking.v1.NetworkPolicy:
+        sources = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector={})]
+        sources += [
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={"kubernetes.io/metadata.name": namespace}
+                )
+            )
+            for namespace in server.allowed_ingress_namespaces
+        ]
+        sources += [
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
+            )
+            for cidr in server.allowed_ingress_cidrs
+        ]
+        return k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=self._metadata(),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=sources,
+                        ports=[
+                            k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
+                            for port in self._profile.ports.values()
+                        ],
+                    )
+                ],
+            ),
+            opts=opts,
+        )
