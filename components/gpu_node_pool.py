@@ -33,12 +33,27 @@ NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
 
 
 @dataclass(frozen=True)
+class Toleration:
+    """A pod toleration, as plain data so that Scheduling values compare equal."""
+
+    key: str
+    operator: str
+    effect: str
+
+    def args(self) -> k8s.core.v1.TolerationArgs:
+        return k8s.core.v1.TolerationArgs(key=self.key, operator=self.operator, effect=self.effect)
+
+
+GPU_TOLERATION = Toleration(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")
+
+
+@dataclass(frozen=True)
 class Scheduling:
     """Where GPU pods go: the same shape whatever created the pool."""
 
     node_selector: Mapping[str, str]
     """Labels a node must carry."""
-    tolerations: tuple[Mapping[str, str], ...]
+    tolerations: tuple[Toleration, ...]
     """Tolerations for the pool's taints."""
     gpu_resource_name: str
     """Extended resource a pod requests GPUs by."""
@@ -183,7 +198,7 @@ class GpuNodePool(pulumi.ComponentResource):
                     spec=k8s.core.v1.PodSpecArgs(
                         priority_class_name="system-node-critical",
                         node_selector={EKS_NODEGROUP_LABEL: pool.name},
-                        tolerations=[_gpu_toleration()],
+                        tolerations=[GPU_TOLERATION.args()],
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="nvidia-device-plugin",
@@ -218,10 +233,6 @@ class GpuNodePool(pulumi.ComponentResource):
         )
 
 
-def _gpu_toleration() -> dict[str, str]:
-    return {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-
-
 def scheduling_for(pool: GpuPoolSettings) -> Scheduling:
     """The node selector and tolerations that land pods on this pool, and only on it."""
     if pool.provider == "gke":
@@ -232,7 +243,7 @@ def scheduling_for(pool: GpuPoolSettings) -> Scheduling:
         selector = {pool.node_label_key: pool.accelerator_type}
     return Scheduling(
         node_selector=selector,
-        tolerations=(_gpu_toleration(),),
+        tolerations=(GPU_TOLERATION,),
         gpu_resource_name=GPU_RESOURCE_NAME,
         pool_name=pool.name,
     )

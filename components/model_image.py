@@ -129,7 +129,9 @@ class ModelImage(pulumi.ComponentResource):
     @staticmethod
     def _cache_to(image: ImageSettings) -> list[docker_build.CacheToArgs]:
         if image.cache_mode == "inline":
-            return [docker_build.CacheToArgs(inline=docker_build.CacheToInlineArgs())]
+            # The generated CacheToInlineArgs has no annotated constructor.
+            inline = docker_build.CacheToInlineArgs()  # type: ignore[no-untyped-call]
+            return [docker_build.CacheToArgs(inline=inline)]
         if image.cache_mode == "registry":
             return [
                 docker_build.CacheToArgs(

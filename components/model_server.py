@@ -218,7 +218,7 @@ class ModelServer(pulumi.ComponentResource):
                         automount_service_account_token=False,
                         enable_service_links=False,
                         node_selector=dict(args.scheduling.node_selector),
-                        tolerations=[dict(t) for t in args.scheduling.tolerations],
+                        tolerations=[t.args() for t in args.scheduling.tolerations],
                         topology_spread_constraints=[
                             k8s.core.v1.TopologySpreadConstraintArgs(
                                 max_skew=1,
@@ -427,7 +427,9 @@ class ModelServer(pulumi.ComponentResource):
     def _network_policy(
         self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
     ) -> k8s.networking.v1.NetworkPolicy:
-        sources = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector={})]
+        sources = [
+            k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+        ]
         sources += [
             k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(

@@ -1,17 +1,16 @@
-"""Unit-test layer: Pulumi mocks with realistic computed values, and the real stack config."""
+"""Unit-test harness: Pulumi mocks with realistic computed values, and the real stack config."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
-import pytest
 import yaml
 from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.stack import run_pulumi_func
@@ -19,7 +18,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
 
@@ -44,13 +43,31 @@ def stack_config(stack: str, **overrides: object) -> dict[str, str]:
     return {key: _config_text(value) for key, value in values.items()}
 
 
+# How the SDK marks a secret value on the wire (pulumi.runtime.rpc).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _reveal(value: Any, path: str, secrets: set[str]) -> Any:
+    """`value` without secret wrappers; the path of every secret found goes into `secrets`."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            secrets.add(path)
+            return _reveal(value["value"], path, secrets)
+        return {k: _reveal(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
 @dataclass
 class Created:
-    """One resource the program registered: its type token, name and inputs."""
+    """One resource the program registered: its type token, name, inputs and secret paths."""
 
     type: str
     name: str
     inputs: dict[str, Any]
+    secret_paths: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -61,13 +78,15 @@ class StackMocks(pulumi.runtime.Mocks):
     calls: list[str] = field(default_factory=list)
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.created.append(Created(args.typ, args.name, dict(args.inputs)))
+        secret_paths: set[str] = set()
+        inputs = _reveal(dict(args.inputs), "", secret_paths)
+        self.created.append(Created(args.typ, args.name, inputs, secret_paths))
         outputs = dict(args.inputs)
         if args.typ == "docker-build:index:Image":
             # A content digest: identical inputs give an identical digest, as in a registry.
-            content = json.dumps(args.inputs, sort_keys=True, default=str).encode()
+            content = json.dumps(inputs, sort_keys=True, default=str).encode()
             digest = "sha256:" + hashlib.sha256(content).hexdigest()
-            outputs.update(digest=digest, ref=f"{args.inputs['tags'][0]}@{digest}")
+            outputs.update(digest=digest, ref=f"{inputs['tags'][0]}@{digest}")
             outputs["contextHash"] = hashlib.sha256(b"context").hexdigest()
         elif args.typ == "kubernetes:core/v1:Service":
             outputs.setdefault("spec", {})["clusterIP"] = "10.96.12.34"
@@ -79,13 +98,13 @@ class StackMocks(pulumi.runtime.Mocks):
             outputs["metadata"] = {**outputs["metadata"], "uid": f"uid-{args.name}"}
         return f"{args.name}-id", outputs
 
-    def call(self, args: MockCallArgs) -> dict[str, Any]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args.token)
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
-            return {"accessToken": "ya29.mock-token", "project": "mock", "id": "mock"}
+            return {"accessToken": "ya29.mock-token", "project": "mock", "id": "mock"}, []
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {"userName": "AWS", "password": "mock-ecr-password", "id": "mock"}
-        return {}
+            return {"userName": "AWS", "password": "mock-ecr-password", "id": "mock"}, []
+        return {}, []
 
     def of_type(self, type_token: str) -> list[Created]:
         return [c for c in self.created if c.type == type_token]
@@ -104,13 +123,12 @@ class StackMocks(pulumi.runtime.Mocks):
         ]
 
 
-@pytest.fixture(autouse=True)
-def mocks() -> Iterator[StackMocks]:
-    """Fresh mocks and the dev stack's config for every test; nothing exists before it runs."""
+def install_mocks() -> StackMocks:
+    """Fresh mocks and the dev stack's config; nothing exists before a test builds it."""
     installed = StackMocks()
     pulumi.runtime.set_mocks(installed, project=PROJECT, stack="dev", preview=False)
     use_config("dev")
-    yield installed
+    return installed
 
 
 def use_config(stack: str, **overrides: object) -> None:
@@ -122,7 +140,7 @@ def settings_for(stack: str, **overrides: object) -> Settings:
     return load_settings()
 
 
-def run(program: Callable[[], object]) -> None:
+def run(program: Callable[[], None]) -> None:
     """Run `program` under the mocks and wait until every resource has been registered."""
     _sync_await(run_pulumi_func(program))
 
@@ -138,5 +156,9 @@ def run_stack(stack: str, **overrides: object) -> dict[str, Any]:
 def resolve(output: pulumi.Input[Any]) -> Any:
     """The value of an Output, once the mocks have produced it."""
     box: list[Any] = []
-    run(lambda: pulumi.Output.from_input(output).apply(box.append))
+
+    def program() -> None:
+        pulumi.Output.from_input(output).apply(box.append)
+
+    run(program)
     return box[0] if box else None

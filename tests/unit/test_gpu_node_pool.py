@@ -1,0 +1,146 @@
+"""GpuNodePool: gke, eks and existing pools, one Scheduling shape, cloud SDKs only on demand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.gpu_node_pool import GPU_TOLERATION, GpuNodePool, GpuNodePoolArgs, Scheduling
+from tests.unit.harness import ROOT, StackMocks, resolve, run, settings_for
+
+GPU_TOLERATION_DICT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+EKS = {
+    "gpuPoolProvider": "eks",
+    "eksClusterName": "serving",
+    "eksNodeRoleArn": "arn:aws:iam::123456789012:role/gpu-nodes",
+    "eksSubnetIds": ["subnet-0abc", "subnet-0def"],
+    "eksInstanceTypes": ["g6.xlarge", "g6.2xlarge"],
+}
+
+
+def pool(stack: str, **overrides: object) -> GpuNodePool:
+    settings = settings_for(stack, **overrides)
+    box: list[GpuNodePool] = []
+
+    def program() -> None:
+        provider = k8s.Provider("kubernetes", render_yaml_to_directory="unused")
+        box.append(GpuNodePool("gpu-pool", GpuNodePoolArgs(settings.gpu_pool, provider)))
+
+    run(program)
+    return box[0]
+
+
+def cloud_resources(mocks: StackMocks) -> list[str]:
+    return [c.type for c in mocks.created if c.type.startswith(("gcp:", "aws:", "kubernetes:"))]
+
+
+def test_existing_pool_creates_nothing_and_describes_labelled_tainted_nodes(
+    mocks: StackMocks,
+) -> None:
+    created = pool("dev")
+    assert cloud_resources(mocks) == []
+    assert created.scheduling == Scheduling(
+        node_selector={"nvidia.com/gpu.product": "nvidia-l4"},
+        tolerations=(GPU_TOLERATION,),
+        gpu_resource_name="nvidia.com/gpu",
+        pool_name="gpu-pool",
+    )
+    assert resolve(created.pool_name) == "gpu-pool"
+
+
+def test_gke_pool_has_accelerators_managed_drivers_autoscaling_to_zero_and_the_gpu_taint(
+    mocks: StackMocks,
+) -> None:
+    created = pool("prod", gpuPoolMinNodes=0, gpuPoolSpot=True)
+    node_pool = mocks.one("gcp:container/nodePool:NodePool").inputs
+    assert (node_pool["cluster"], node_pool["location"], node_pool["project"]) == (
+        "serving",
+        "us-central1",
+        "ml-platform-prod",
+    )
+    assert node_pool["autoscaling"]["totalMinNodeCount"] == 0
+    assert node_pool["autoscaling"]["totalMaxNodeCount"] == 8
+    config = node_pool["nodeConfig"]
+    assert config["machineType"] == "g2-standard-8"
+    assert config["spot"] is True
+    accelerator = config["guestAccelerators"][0]
+    assert (accelerator["type"], accelerator["count"]) == ("nvidia-l4", 1)
+    assert accelerator["gpuDriverInstallationConfig"] == {"gpuDriverVersion": "LATEST"}
+    assert config["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+    ]
+    assert config["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert created.scheduling.node_selector == {
+        "cloud.google.com/gke-nodepool": "gpu-pool",
+        "cloud.google.com/gke-accelerator": "nvidia-l4",
+    }
+    assert created.scheduling.tolerations == (GPU_TOLERATION,)
+    assert resolve(created.pool_name) == "gpu-pool"
+
+
+def test_eks_node_group_uses_an_nvidia_ami_and_deploys_the_device_plugin(mocks: StackMocks) -> None:
+    created = pool("dev", **EKS, gpuPoolSpot=True)
+    group = mocks.one("aws:eks/nodeGroup:NodeGroup").inputs
+    assert group["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert group["instanceTypes"] == ["g6.xlarge", "g6.2xlarge"]
+    assert group["capacityType"] == "SPOT"
+    assert group["scalingConfig"] == {"minSize": 0, "maxSize": 3, "desiredSize": 1}
+    assert group["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+    ]
+    assert group["labels"] == {"k8s.amazonaws.com/accelerator": "nvidia-l4"}
+    plugin = mocks.one("kubernetes:apps/v1:DaemonSet").inputs
+    pod = plugin["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"eks.amazonaws.com/nodegroup": "gpu-pool"}
+    assert pod["tolerations"] == [GPU_TOLERATION_DICT]
+    assert pod["containers"][0]["image"].startswith("nvcr.io/nvidia/k8s-device-plugin:v")
+    assert created.scheduling.node_selector == {
+        "eks.amazonaws.com/nodegroup": "gpu-pool",
+        "k8s.amazonaws.com/accelerator": "nvidia-l4",
+    }
+
+
+def test_bottlerocket_runs_its_own_device_plugin(mocks: StackMocks) -> None:
+    pool("dev", **EKS, eksAmiType="BOTTLEROCKET_x86_64_NVIDIA")
+    assert mocks.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert mocks.of_type("kubernetes:apps/v1:DaemonSet") == []
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides"),
+    [("dev", {}), ("prod", {}), ("dev", EKS)],
+    ids=["existing", "gke", "eks"],
+)
+def test_every_provider_yields_the_same_scheduling_shape(
+    stack: str, overrides: dict[str, object]
+) -> None:
+    scheduling = pool(stack, **overrides).scheduling
+    assert scheduling.gpu_resource_name == "nvidia.com/gpu"
+    assert scheduling.tolerations == (GPU_TOLERATION,)
+    assert scheduling.node_selector and scheduling.pool_name == "gpu-pool"
+
+
+def test_the_dev_stack_never_imports_a_cloud_sdk() -> None:
+    script = (
+        "import sys\n"
+        "from tests.unit import harness as conftest\n"
+        "mocks = conftest.StackMocks()\n"
+        "conftest.pulumi.runtime.set_mocks(mocks, project=conftest.PROJECT, stack='dev')\n"
+        "conftest.run_stack('dev')\n"
+        "clouds = ('pulumi_gcp', 'pulumi_aws')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in clouds)\n"
+        "print(loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr

@@ -1,0 +1,231 @@
+"""ModelServer: the Deployment's production defaults and its companion objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.gpu_node_pool import scheduling_for
+from components.model_server import ModelServer, ModelServerArgs
+from tests.unit.harness import StackMocks, resolve, run, settings_for
+
+IMAGE_REF = "127.0.0.1:5000/model-server@sha256:" + "ab" * 32
+
+
+def serve(stack: str = "dev", **overrides: object) -> ModelServer:
+    settings = settings_for(stack, **overrides)
+    box: list[ModelServer] = []
+    run(
+        lambda: box.append(
+            ModelServer(
+                "model-server",
+                ModelServerArgs(
+                    server=settings.server,
+                    namespace=settings.kubernetes.namespace,
+                    create_namespace=settings.kubernetes.create_namespace,
+                    image_ref=IMAGE_REF,
+                    scheduling=scheduling_for(settings.gpu_pool),
+                ),
+            )
+        )
+    )
+    return box[0]
+
+
+def pod_spec(mocks: StackMocks) -> dict[str, Any]:
+    spec: dict[str, Any] = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"][
+        "spec"
+    ]
+    return spec
+
+
+def container(mocks: StackMocks) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod_spec(mocks)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def test_the_deployment_runs_the_image_by_digest_on_the_gpu_pool(mocks: StackMocks) -> None:
+    serve()
+    assert container(mocks)["image"] == IMAGE_REF
+    spec = pod_spec(mocks)
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "nvidia-l4"}
+    assert spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    resources = container(mocks)["resources"]
+    assert resources["limits"] == {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}
+    assert resources["requests"] == {"cpu": "250m", "memory": "512Mi", "nvidia.com/gpu": "1"}
+
+
+def test_zero_gpus_requests_none_but_still_lands_on_the_pool(mocks: StackMocks) -> None:
+    serve(gpuCount=0)
+    assert "nvidia.com/gpu" not in container(mocks)["resources"]["limits"]
+    assert pod_spec(mocks)["nodeSelector"] == {"nvidia.com/gpu.product": "nvidia-l4"}
+
+
+def test_probes_are_sized_for_model_load_and_read_the_model_status(mocks: StackMocks) -> None:
+    serve(startupTimeoutSeconds=300)
+    main = container(mocks)
+    status = {"path": "/v1/models/digits", "port": "http"}
+    assert main["startupProbe"]["httpGet"] == status
+    assert main["startupProbe"]["periodSeconds"] * main["startupProbe"]["failureThreshold"] >= 300
+    assert main["readinessProbe"]["httpGet"] == status
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_rollouts_never_reduce_capacity_and_pods_drain_before_they_stop(mocks: StackMocks) -> None:
+    serve(preStopSleepSeconds=10, shutdownTimeoutSeconds=30)
+    deployment = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]
+    assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container(mocks)["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
+    env = {e["name"]: e["value"] for e in container(mocks)["env"]}
+    assert env["DRAIN_TIMEOUT_SECONDS"] == "30"
+    # SIGKILL must not come before the preStop pause plus the server's own drain.
+    assert pod_spec(mocks)["terminationGracePeriodSeconds"] > 10 + 30
+
+
+def test_no_pre_stop_hook_when_the_pause_is_zero(mocks: StackMocks) -> None:
+    serve(preStopSleepSeconds=0)
+    assert "lifecycle" not in container(mocks)
+
+
+def test_the_pod_meets_the_restricted_security_profile(mocks: StackMocks) -> None:
+    serve()
+    pod = pod_spec(mocks)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    security = container(mocks)["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {m["mountPath"] for m in container(mocks)["volumeMounts"]} == {"/tmp"}
+
+
+def test_prometheus_scrapes_the_same_path_for_both_runtimes(mocks: StackMocks) -> None:
+    serve()
+    annotations = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8501",
+        "prometheus.io/path": "/monitoring/prometheus/metrics",
+    }
+
+
+def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: StackMocks) -> None:
+    serve(maxBatchSize=16, batchTimeoutMs=4)
+    main = container(mocks)
+    assert "args" not in main
+    env = {e["name"]: e["value"] for e in main["env"]}
+    assert env == {
+        "MODEL_NAME": "digits",
+        "MODEL_BASE_PATH": "/models/digits",
+        "HOST": "0.0.0.0",
+        "PORT": "8501",
+        "MAX_BATCH_SIZE": "16",
+        "BATCH_TIMEOUT_MS": "4",
+        "DRAIN_TIMEOUT_SECONDS": "30",
+    }
+    assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [("http", 8501)]
+
+
+def test_tensorflow_serving_gets_its_flags_and_a_grpc_port(mocks: StackMocks) -> None:
+    serve("prod")
+    main = container(mocks)
+    assert "--model_base_path=/models/digits" in main["args"]
+    assert "--rest_api_port=8501" in main["args"]
+    assert "--enable_batching=true" in main["args"]
+    assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [
+        ("http", 8501),
+        ("grpc", 8500),
+    ]
+    assert main["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    service_ports = mocks.one("kubernetes:core/v1:Service").inputs["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in service_ports] == [("http", 8501), ("grpc", 8500)]
+
+
+def test_hpa_scales_the_deployment_on_cpu(mocks: StackMocks) -> None:
+    serve()
+    hpa = mocks.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "digits-server",
+    }
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert hpa["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 70},
+            },
+        }
+    ]
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 60
+    assert hpa["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+def test_hpa_can_scale_on_a_per_pod_request_rate(mocks: StackMocks) -> None:
+    serve(hpaMetric="requests", hpaTargetRequestsPerSecond=120)
+    metric = mocks.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"][
+        "metrics"
+    ][0]
+    assert metric == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "model_requests_per_second"},
+            "target": {"type": "AverageValue", "averageValue": "120"},
+        },
+    }
+
+
+def test_disruption_budget_and_service_account(mocks: StackMocks) -> None:
+    serve(pdbMaxUnavailable=2)
+    pdb = mocks.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
+    assert pdb["maxUnavailable"] == 2
+    assert pdb["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "digits"
+    account = mocks.one("kubernetes:core/v1:ServiceAccount").inputs
+    assert account["automountServiceAccountToken"] is False
+    deployment = mocks.one("kubernetes:apps/v1:Deployment").inputs
+    assert pod_spec(mocks)["serviceAccountName"] == account["metadata"]["name"] == "digits-server"
+    assert deployment["metadata"]["namespace"] == "model-serving"
+
+
+def test_network_policy_admits_only_configured_sources_on_serving_ports(mocks: StackMocks) -> None:
+    serve(allowedIngressNamespaces=["gateway"], allowedIngressCidrs=["10.128.0.0/20"])
+    policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}},
+        {"ipBlock": {"cidr": "10.128.0.0/20"}},
+    ]
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_the_namespace_enforces_the_restricted_pod_security_standard(
+    mocks: StackMocks, create: bool
+) -> None:
+    serve(createNamespace=create)
+    namespaces = mocks.of_type("kubernetes:core/v1:Namespace")
+    if not create:
+        assert namespaces == []
+        return
+    labels = namespaces[0].inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert namespaces[0].inputs["metadata"]["name"] == "model-serving"
+
+
+def test_the_predict_url_is_the_service_dns_name() -> None:
+    server = serve()
+    assert resolve(server.predict_url) == (
+        "http://digits-server.model-serving.svc.cluster.local:8501/v1/models/digits:predict"
+    )

@@ -1,0 +1,290 @@
+"""Stack configuration: parsing, every validation rule, and errors that name key, value and rule."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from fractions import Fraction
+
+import pulumi
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from settings import ConfigError, Quantity, load_settings
+from tests.unit.harness import PROJECT, ROOT, run_stack, settings_for, stack_config
+
+DECLARED = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+
+
+def problems_for(stack: str = "dev", /, **overrides: object) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        settings_for(stack, **overrides)
+    return raised.value.problems
+
+
+def test_dev_stack_settings_are_the_local_default() -> None:
+    loaded = settings_for("dev")
+    assert loaded.gpu_pool.provider == "existing"
+    assert loaded.image.registry == "127.0.0.1:5000"
+    assert loaded.image.runtime == "python"
+    assert loaded.server.replicas == 1
+    assert (loaded.server.autoscaling.min_replicas, loaded.server.autoscaling.max_replicas) == (
+        1,
+        3,
+    )
+    assert loaded.server.resources.memory_limit == Quantity("1Gi", Fraction(1024**3))
+
+
+def test_prod_stack_settings_are_gke_with_l4_and_tensorflow_serving() -> None:
+    loaded = settings_for("prod")
+    assert loaded.gpu_pool.provider == "gke"
+    assert loaded.gpu_pool.accelerator_type == "nvidia-l4"
+    assert loaded.gpu_pool.gke is not None and loaded.gpu_pool.gke.machine_type.startswith("g2-")
+    assert loaded.image.runtime == "tensorflow-serving"
+    assert loaded.image.registry.endswith("-docker.pkg.dev")
+    assert loaded.server.replicas >= 3
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("500m", Fraction(1, 2)),
+        ("2", Fraction(2)),
+        ("1.5", Fraction(3, 2)),
+        ("2Gi", Fraction(2 * 1024**3)),
+        ("512Mi", Fraction(512 * 1024**2)),
+        ("1e3", Fraction(1000)),
+        ("1k", Fraction(1000)),
+        (".5", Fraction(1, 2)),
+    ],
+)
+def test_quantities_parse_to_their_exact_value(text: str, value: Fraction) -> None:
+    parsed = Quantity.parse(text)
+    assert parsed is not None and parsed.value == value
+
+
+@pytest.mark.parametrize("text", ["", "2GB", "1.2.3", "Gi", "two", "1 Gi", "0x10", "1e"])
+def test_malformed_quantities_do_not_parse(text: str) -> None:
+    assert Quantity.parse(text) is None
+
+
+# One row per rule: the key, a bad value, and the text the error must carry.
+RULES = [
+    ("replicas", 0, "replicas = 0: must be ≥ 1"),
+    ("replicas", "three", 'replicas = "three": must be an integer'),
+    ("hpaMinReplicas", 0, "hpaMinReplicas = 0: must be ≥ 1"),
+    ("hpaMaxReplicas", 0, "hpaMaxReplicas = 0: must be ≥ 1"),
+    ("hpaTargetCpuUtilization", 0, "hpaTargetCpuUtilization = 0: must be ≥ 1"),
+    ("hpaTargetCpuUtilization", 101, "hpaTargetCpuUtilization = 101: must be ≤ 100"),
+    ("hpaTargetRequestsPerSecond", 0, "hpaTargetRequestsPerSecond = 0: must be ≥ 1"),
+    ("hpaMetric", "memory", 'hpaMetric = "memory": must be one of cpu, requests'),
+    ("hpaRequestsMetricName", "req/s", "must be a Prometheus metric name"),
+    ("gpuCount", -1, "gpuCount = -1: must be ≥ 0"),
+    ("gpuCount", 1.5, 'gpuCount = "1.5": must be an integer'),
+    ("cpuRequest", "lots", 'cpuRequest = "lots": must be a Kubernetes CPU quantity'),
+    ("cpuLimit", "0", 'cpuLimit = "0": must be a positive CPU quantity'),
+    ("memoryRequest", "2GB", 'memoryRequest = "2GB": must be a Kubernetes memory quantity'),
+    ("memoryLimit", "-1Gi", 'memoryLimit = "-1Gi": must be a positive memory quantity'),
+    ("registry", "http://127.0.0.1:5000", "must be a registry host[:port]"),
+    ("registry", "registry:port", "must be a registry host[:port]"),
+    ("imageRepository", "Model_Server", "must be lower-case path components"),
+    ("imageRepository", "models//digits", "must be lower-case path components"),
+    ("imageTag", "v1:2", 'imageTag = "v1:2": must be a Docker tag'),
+    ("imageTag", "-dev", 'imageTag = "-dev": must be a Docker tag'),
+    ("servingRuntime", "triton", "must be one of python, tensorflow-serving"),
+    ("imageVariant", "tpu", "must be one of cpu, gpu"),
+    ("imagePlatform", "windows/amd64", "must be linux/amd64 or linux/arm64"),
+    ("imageBuildNetwork", "bridge", "must be one of default, host, none"),
+    ("imageCacheMode", "local", "must be one of inline, registry, none"),
+    ("imageBuildOnPreview", "yes", 'imageBuildOnPreview = "yes": must be true or false'),
+    ("registryAuth", "token", "must be one of none, basic, gcp, ecr"),
+    ("gpuPoolProvider", "aks", "must be one of existing, gke, eks"),
+    ("gpuPoolName", "GPU_pool", "must be a DNS label"),
+    ("gpuAcceleratorType", "nvidia l4!", "must be a Kubernetes label value"),
+    ("gpuAcceleratorsPerNode", 0, "gpuAcceleratorsPerNode = 0: must be ≥ 1"),
+    ("gpuPoolMinNodes", -1, "gpuPoolMinNodes = -1: must be ≥ 0"),
+    ("gpuPoolMaxNodes", 0, "gpuPoolMaxNodes = 0: must be ≥ 1"),
+    ("gpuNodeLabelKey", "nvidia.com/gpu/product", "must be a Kubernetes label key"),
+    ("namespace", "Model-Serving", "must be a DNS label"),
+    ("createNamespace", "1", 'createNamespace = "1": must be true or false'),
+    ("modelName", "digits_v2", "must be a DNS label"),
+    ("pdbMaxUnavailable", 0, "pdbMaxUnavailable = 0: must be ≥ 1"),
+    ("startupTimeoutSeconds", 5, "startupTimeoutSeconds = 5: must be ≥ 10"),
+    ("preStopSleepSeconds", -1, "preStopSleepSeconds = -1: must be ≥ 0"),
+    ("shutdownTimeoutSeconds", 0, "shutdownTimeoutSeconds = 0: must be ≥ 1"),
+    ("maxBatchSize", 0, "maxBatchSize = 0: must be ≥ 1"),
+    ("batchTimeoutMs", 5000, "batchTimeoutMs = 5000: must be ≤ 1000"),
+    ("hpaScaleDownStabilizationSeconds", 7200, "must be ≤ 3600"),
+    ("serviceType", "ExternalName", "must be one of ClusterIP, NodePort, LoadBalancer"),
+    ("allowedIngressNamespaces", ["ok", "Not OK"], '"Not OK": must be a namespace'),
+    ("allowedIngressNamespaces", "gateway", "must be a list of strings"),
+    ("allowedIngressCidrs", ["10.0.0.0/33"], '"10.0.0.0/33": must be a CIDR'),
+    ("allowedIngressCidrs", ["10.0.0.1/8"], '"10.0.0.1/8": must be a CIDR'),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), RULES, ids=[f"{r[0]}={r[1]}" for r in RULES])
+def test_each_rule_names_the_key_the_value_and_the_rule(
+    key: str, value: object, message: str
+) -> None:
+    problems = problems_for(**{key: value})
+    assert any(message in p and p.startswith(f"{PROJECT}:{key}") for p in problems), problems
+
+
+# Rules that span keys, or depend on the chosen cloud.
+CROSS_RULES = [
+    (
+        "dev",
+        {"hpaMinReplicas": 3, "hpaMaxReplicas": 2},
+        "hpaMinReplicas = 3: must be ≤ hpaMaxReplicas (2)",
+    ),
+    ("dev", {"replicas": 4}, "replicas = 4: must be ≤ hpaMaxReplicas (3)"),
+    ("dev", {"replicas": 1, "hpaMinReplicas": 2}, "replicas = 1: must be ≥ hpaMinReplicas (2)"),
+    (
+        "dev",
+        {"cpuRequest": "2", "cpuLimit": "1500m"},
+        'cpuRequest = "2": must be ≤ cpuLimit (1500m)',
+    ),
+    ("dev", {"memoryRequest": "2Gi", "memoryLimit": "1Gi"}, "must be ≤ memoryLimit (1Gi)"),
+    ("dev", {"gpuPoolMinNodes": 4, "gpuPoolMaxNodes": 3}, "must be ≤ gpuPoolMaxNodes (3)"),
+    ("dev", {"gpuCount": 2}, "gpuCount = 2: must be ≤ gpuAcceleratorsPerNode (1)"),
+    ("dev", {"registryAuth": "basic"}, "registryUsername"),
+    ("dev", {"registryAuth": "basic", "registryUsername": "ci"}, "registryPassword"),
+    ("prod", {"gpuAcceleratorType": "nvidia-a10g"}, "must be a GKE accelerator"),
+    (
+        "prod",
+        {"gpuAcceleratorType": "nvidia-tesla-a100"},
+        "nvidia-tesla-a100 attaches only to a2-*",
+    ),
+    ("prod", {"gkeCluster": ""}, 'gkeCluster = "": must be set when gpuPoolProvider is gke'),
+    (
+        "prod",
+        {"gkeGpuDriverVersion": "530"},
+        "must be one of DEFAULT, LATEST, INSTALLATION_DISABLED",
+    ),
+    ("dev", {"gpuPoolProvider": "eks"}, "eksSubnetIds"),
+    (
+        "dev",
+        {"gpuPoolProvider": "eks", "eksInstanceTypes": ["m5.large"]},
+        "must be a GPU instance type",
+    ),
+    (
+        "dev",
+        {"gpuPoolProvider": "eks", "eksInstanceTypes": ["g5.xlarge"]},
+        "which carries nvidia-a10g",
+    ),
+    ("dev", {"gpuPoolProvider": "eks", "eksInstanceTypes": []}, "at least one GPU instance type"),
+    (
+        "dev",
+        {"gpuPoolProvider": "eks", "eksAmiType": "AL2_x86_64"},
+        "must be one of AL2023_x86_64_NVIDIA",
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "overrides", "message"), CROSS_RULES)
+def test_rules_across_keys(stack: str, overrides: dict[str, object], message: str) -> None:
+    assert any(message in p for p in problems_for(stack, **overrides)), problems_for(
+        stack, **overrides
+    )
+
+
+def test_all_problems_are_reported_together() -> None:
+    problems = problems_for(replicas=0, cpuRequest="x", registry="not a registry", hpaMetric="rps")
+    keys = {p.split(" ")[0] for p in problems}
+    assert {f"{PROJECT}:{k}" for k in ("replicas", "cpuRequest", "registry", "hpaMetric")} <= keys
+    assert "4 problems" in str(ConfigError(problems[:4]))
+
+
+def test_a_key_missing_from_the_config_is_reported_not_defaulted() -> None:
+    config = {k: v for k, v in stack_config("dev").items() if not k.endswith(":replicas")}
+    pulumi.runtime.set_all_config(config)
+    with pytest.raises(ConfigError, match=r"gpu-model-serving:replicas is not set"):
+        load_settings()
+
+
+def test_a_config_mistake_ends_the_program_with_the_message_and_no_traceback() -> None:
+    with pytest.raises(pulumi.RunError) as raised:
+        run_stack("dev", hpaMinReplicas=5)
+    assert "hpaMinReplicas = 5: must be ≤ hpaMaxReplicas (3)" in str(raised.value)
+    # RunError is the SDK's "clean exit": the engine prints its message without a stack trace.
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_every_key_is_declared_once_with_type_description_and_default() -> None:
+    for key, spec in DECLARED.items():
+        assert {"type", "description", "default"} <= spec.keys(), key
+        assert spec["type"] in ("string", "integer", "boolean", "array"), key
+
+
+def test_stack_files_set_only_declared_keys_and_never_repeat_a_default() -> None:
+    for stack in ("dev", "prod"):
+        values = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        for full_key, value in values.items():
+            project, key = full_key.split(":", 1)
+            assert project == PROJECT and key in DECLARED, f"{stack}: undeclared key {full_key}"
+            assert value != DECLARED[key]["default"], f"{stack}: {key} repeats its default"
+
+
+def test_settings_read_every_declared_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A declared key the program never reads is dead configuration."""
+    read: set[str] = set()
+    original = pulumi.Config.get
+
+    def recording_get(self: pulumi.Config, key: str, *args: object, **kwargs: object) -> str | None:
+        read.add(key)
+        return original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(pulumi.Config, "get", recording_get)
+    for stack, overrides in (("dev", {}), ("prod", {}), ("dev", _eks_overrides())):
+        settings_for(stack, **overrides)
+    assert set(DECLARED) - read == set()
+
+
+def _eks_overrides() -> dict[str, object]:
+    return {
+        "gpuPoolProvider": "eks",
+        "eksClusterName": "serving",
+        "eksNodeRoleArn": "arn:aws:iam::123456789012:role/gpu-nodes",
+        "eksSubnetIds": ["subnet-0abc", "subnet-0def"],
+        "registryAuth": "basic",
+        "registryUsername": "ci",
+        "registryPassword": "not-a-real-password",
+    }
+
+
+# Malformed values of every shape, for every key: whatever they are, the answer is a
+# ConfigError naming the key, never another exception.
+_junk = st.one_of(
+    st.text(alphabet=string.printable + "µ≥é\x00", max_size=12),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stack=st.sampled_from(["dev", "prod"]),
+    broken=st.dictionaries(st.sampled_from(sorted(DECLARED)), _junk, min_size=1, max_size=6),
+)
+def test_random_malformed_configs_yield_clear_errors_never_a_traceback(
+    stack: str, broken: dict[str, object]
+) -> None:
+    try:
+        settings_for(stack, **broken)
+    except ConfigError as error:
+        assert error.problems
+        for problem in error.problems:
+            assert re.match(rf"^{PROJECT}:[A-Za-z]+( = .*: .+| is not set: .+)$", problem, re.S)
+            assert "Traceback" not in problem
+    else:
+        # Accepted: then every value was one the rules allow, so the program can build with it.
+        loaded = load_settings()
+        assert loaded.server.autoscaling.min_replicas <= loaded.server.autoscaling.max_replicas
+        json.dumps(broken, default=str)

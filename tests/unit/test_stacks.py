@@ -1,0 +1,113 @@
+"""Both stacks evaluated end to end from their real Pulumi.<stack>.yaml files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import stack_outputs
+from tests.unit.harness import StackMocks, resolve, run_stack
+from tests.unit.kubernetes_schema import kubernetes_version, validation_errors
+
+SERVING_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+}
+
+
+def objects_by_kind(mocks: StackMocks) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in mocks.kubernetes_objects()}
+
+
+def exported(program: dict[str, Any]) -> dict[str, Any]:
+    return {
+        stack_outputs.IMAGE_REF: resolve(program["image"].image_ref),
+        stack_outputs.PREDICT_URL: resolve(program["server"].predict_url),
+        stack_outputs.GPU_POOL_NAME: resolve(program["gpu_pool"].pool_name),
+    }
+
+
+def test_dev_stack_creates_the_local_serving_objects(mocks: StackMocks) -> None:
+    program = run_stack("dev")
+    assert set(objects_by_kind(mocks)) == SERVING_KINDS
+    assert mocks.of_type("gcp:container/nodePool:NodePool") == []
+    assert mocks.of_type("aws:eks/nodeGroup:NodeGroup") == []
+    provider = mocks.one("pulumi:providers:kubernetes").inputs
+    assert provider.get("renderYamlToDirectory", "") in ("", None)
+    deployment = objects_by_kind(mocks)["Deployment"]
+    image_ref = resolve(program["image"].image_ref)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image_ref
+    assert image_ref.startswith("127.0.0.1:5000/model-server@sha256:")
+    assert deployment["spec"]["replicas"] == 1
+    assert exported(program)[stack_outputs.GPU_POOL_NAME] == "gpu-pool"
+
+
+def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_replicas(
+    mocks: StackMocks,
+) -> None:
+    program = run_stack("prod")
+    node_pool = mocks.one("gcp:container/nodePool:NodePool").inputs
+    assert node_pool["nodeConfig"]["guestAccelerators"][0]["type"] == "nvidia-l4"
+    objects = objects_by_kind(mocks)
+    assert set(objects) == SERVING_KINDS
+    deployment = objects["Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == "gpu-pool"
+    assert "--model_name=digits" in pod["containers"][0]["args"]
+    assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
+    assert objects["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert resolve(program["image"].image_ref).startswith("us-central1-docker.pkg.dev/")
+    provider = mocks.one("pulumi:providers:kubernetes").inputs
+    assert provider["context"] == "gke_ml-platform-prod_us-central1_serving"
+
+
+def test_render_mode_sends_the_manifests_to_a_directory(mocks: StackMocks) -> None:
+    run_stack("dev", renderYamlToDirectory="rendered/dev")
+    provider = mocks.one("pulumi:providers:kubernetes").inputs
+    assert provider["renderYamlToDirectory"] == "rendered/dev"
+
+
+def test_every_kubernetes_object_goes_through_the_explicit_provider(mocks: StackMocks) -> None:
+    run_stack("dev")
+    # Mocks see the provider reference in the resource's options; a default provider would
+    # show up as an extra registration of pulumi:providers:kubernetes named "default...".
+    providers = mocks.of_type("pulumi:providers:kubernetes")
+    assert [p.name for p in providers] == ["kubernetes"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("runtime", ["python", "tensorflow-serving"])
+def test_objects_validate_against_the_official_openapi_schemas(
+    mocks: StackMocks, stack: str, runtime: str
+) -> None:
+    run_stack(stack, servingRuntime=runtime)
+    objects = mocks.kubernetes_objects()
+    assert len(objects) >= len(SERVING_KINDS)
+    errors = [e for o in objects for e in validation_errors(o)]
+    assert errors == [], f"Kubernetes {kubernetes_version()}: {errors}"
+
+
+def test_the_schema_check_rejects_a_misspelt_or_mistyped_field() -> None:
+    """The validation above would catch a real mistake."""
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "spec": {"containers": [{"name": "c", "image": "i", "readinesProbe": {}}]}
+            },
+            "replicas": "three",
+        },
+    }
+    errors = validation_errors(deployment)
+    assert any("readinesProbe" in e for e in errors), errors
+    assert any("spec/replicas" in e for e in errors), errors
