@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,29 +32,32 @@ GRACE_MARGIN_SECONDS = 5
 
 @dataclass(frozen=True)
 class RuntimeProfile:
-    """What differs between serving runtimes inside the pod."""
+    """What differs between serving runtimes inside the pod.
+
+    Both images take their settings from the environment (model/README.md), so the
+    container has no arguments; TF Serving's wrapper turns them into its flags.
+    """
 
     ports: Mapping[str, int]
-    args: tuple[str, ...]
     env: Mapping[str, str]
     liveness: k8s.core.v1.ProbeArgs
-    extra_volume_mounts: tuple[k8s.core.v1.VolumeMountArgs, ...] = field(default=())
 
 
 def runtime_profile(server: ServerSettings) -> RuntimeProfile:
-    base_path = f"{MODELS_DIR}/{server.model_name}"
+    common = {
+        "MODEL_NAME": server.model_name,
+        "MODEL_BASE_PATH": f"{MODELS_DIR}/{server.model_name}",
+        "PORT": str(REST_PORT),
+        "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
+    }
     if server.runtime == "python":
         return RuntimeProfile(
             ports={"http": REST_PORT},
-            args=(),
             env={
-                "MODEL_NAME": server.model_name,
-                "MODEL_BASE_PATH": base_path,
+                **common,
                 "HOST": "0.0.0.0",  # the pod's own network namespace; Service and probes need it
-                "PORT": str(REST_PORT),
                 "MAX_BATCH_SIZE": str(server.max_batch_size),
                 "BATCH_TIMEOUT_MS": str(server.batch_timeout_ms),
-                "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
             },
             liveness=k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
@@ -65,16 +68,8 @@ def runtime_profile(server: ServerSettings) -> RuntimeProfile:
         )
     return RuntimeProfile(
         ports={"http": REST_PORT, "grpc": GRPC_PORT},
-        args=(
-            f"--model_name={server.model_name}",
-            f"--model_base_path={base_path}",
-            f"--rest_api_port={REST_PORT}",
-            f"--port={GRPC_PORT}",
-            "--enable_batching=true",
-            "--batching_parameters_file=/etc/tfserving/batching.config",
-            "--monitoring_config_file=/etc/tfserving/monitoring.config",
-        ),
-        env={"DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds)},
+        # Batching parameters are baked into the image (model/docker/tensorflow-serving).
+        env={**common, "GRPC_PORT": str(GRPC_PORT)},
         # TF Serving has no liveness endpoint; an open REST port is its sign of life.
         liveness=k8s.core.v1.ProbeArgs(
             tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),
@@ -244,7 +239,6 @@ class ModelServer(pulumi.ComponentResource):
                                 name="server",
                                 image=args.image_ref,
                                 image_pull_policy="IfNotPresent",
-                                args=list(self._profile.args) or None,
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name=k, value=v)
                                     for k, v in self._profile.env.items()
@@ -279,8 +273,7 @@ class ModelServer(pulumi.ComponentResource):
                                     capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                                 ),
                                 volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-                                    *self._profile.extra_volume_mounts,
+                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")
                                 ],
                             )
                         ],

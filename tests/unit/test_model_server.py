@@ -40,6 +40,10 @@ def pod_spec(mocks: StackMocks) -> dict[str, Any]:
     return spec
 
 
+def env_of(main: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in main["env"]}
+
+
 def container(mocks: StackMocks) -> dict[str, Any]:
     containers: list[dict[str, Any]] = pod_spec(mocks)["containers"]
     assert len(containers) == 1
@@ -80,8 +84,7 @@ def test_rollouts_never_reduce_capacity_and_pods_drain_before_they_stop(mocks: S
     deployment = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]
     assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert container(mocks)["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
-    env = {e["name"]: e["value"] for e in container(mocks)["env"]}
-    assert env["DRAIN_TIMEOUT_SECONDS"] == "30"
+    assert env_of(container(mocks))["DRAIN_TIMEOUT_SECONDS"] == "30"
     # SIGKILL must not come before the preStop pause plus the server's own drain.
     assert pod_spec(mocks)["terminationGracePeriodSeconds"] > 10 + 30
 
@@ -121,8 +124,7 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: Sta
     serve(maxBatchSize=16, batchTimeoutMs=4)
     main = container(mocks)
     assert "args" not in main
-    env = {e["name"]: e["value"] for e in main["env"]}
-    assert env == {
+    assert env_of(main) == {
         "MODEL_NAME": "digits",
         "MODEL_BASE_PATH": "/models/digits",
         "HOST": "0.0.0.0",
@@ -134,17 +136,23 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: Sta
     assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [("http", 8501)]
 
 
-def test_tensorflow_serving_gets_its_flags_and_a_grpc_port(mocks: StackMocks) -> None:
+def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackMocks) -> None:
     serve("prod")
     main = container(mocks)
-    assert "--model_base_path=/models/digits" in main["args"]
-    assert "--rest_api_port=8501" in main["args"]
-    assert "--enable_batching=true" in main["args"]
+    assert "args" not in main
+    assert env_of(main) == {
+        "MODEL_NAME": "digits",
+        "MODEL_BASE_PATH": "/models/digits",
+        "PORT": "8501",
+        "GRPC_PORT": "8500",
+        "DRAIN_TIMEOUT_SECONDS": "30",
+    }
     assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [
         ("http", 8501),
         ("grpc", 8500),
     ]
     assert main["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/v1/models/digits", "port": "http"}
     service_ports = mocks.one("kubernetes:core/v1:Service").inputs["spec"]["ports"]
     assert [(p["name"], p["port"]) for p in service_ports] == [("http", 8501), ("grpc", 8500)]
 

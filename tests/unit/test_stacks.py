@@ -60,7 +60,7 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     assert deployment["spec"]["replicas"] == 3
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == "gpu-pool"
-    assert "--model_name=digits" in pod["containers"][0]["args"]
+    assert {"name": "MODEL_NAME", "value": "digits"} in pod["containers"][0]["env"]
     assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
     assert objects["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
     assert resolve(program["image"].image_ref).startswith("us-central1-docker.pkg.dev/")

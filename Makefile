@@ -1,0 +1,97 @@
+# Project commands. `make help` lists them. Everything lands under git-ignored .venv/,
+# model/.venv/, .bin/ and .state/; servers bind 127.0.0.1 and are stopped by PID.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+STACK ?= dev
+KUBERNETES_VERSION := $(shell cat tools/KUBERNETES_VERSION)
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/.bin:$(PATH)
+
+# The Pulumi engine, local and offline: state in a file backend under .state/, plugins from
+# .bin/ through a project-local PULUMI_HOME, never downloaded. The passphrase only guards the
+# local dev state; it is not a secret (real environments use a KMS or the Pulumi Cloud).
+export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
+export PULUMI_BACKEND_URL := file://$(CURDIR)/.state/pulumi-state
+export PULUMI_CONFIG_PASSPHRASE ?= dev-only-local-state-passphrase
+export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+# Behind a TLS-intercepting proxy the image build trusts the same CA bundle as this machine.
+export MODEL_BUILD_CA_BUNDLE ?= $(SSL_CERT_FILE)
+
+.PHONY: help
+help: ## List the project commands
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+# --- Environments -----------------------------------------------------------------------
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt requirements-gcp.txt requirements-aws.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-gcp.txt -r requirements-aws.txt -c constraints.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## Create the Pulumi program's virtualenv (.venv)
+
+.PHONY: model-venv
+model-venv: ## Create the model's virtualenv (model/.venv: TensorFlow, server, training)
+	scripts/model-venv.sh
+
+.PHONY: schemas
+schemas: ## Copy the official Kubernetes OpenAPI documents of the pinned version
+	KUBERNETES_VERSION=$(KUBERNETES_VERSION) scripts/k8s-openapi.sh
+
+.PHONY: setup
+setup: venv model-venv schemas ## Everything the unit and model tests need
+
+.PHONY: toolchain
+toolchain: ## Build pulumi, its Python language host and the providers from Go modules
+	scripts/toolchain.sh
+
+.PHONY: docker
+docker: ## Start the Docker engine and the registry on 127.0.0.1:5000
+	scripts/docker.sh start
+
+.PHONY: base-image
+base-image: docker ## Make the local Debian + Python base image (no public registry here)
+	scripts/base-image.sh
+
+.PHONY: stop
+stop: ## Stop every server this project started (by PID)
+	scripts/docker.sh stop
+
+# --- Checks -----------------------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## ruff and mypy (strict on components/ and settings)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components tests/unit
+
+.PHONY: test-unit
+test-unit: venv schemas ## Unit layer: settings, components and both stacks under mocks
+	$(VENV)/bin/pytest tests/unit
+
+.PHONY: test-model
+test-model: model-venv ## Model layer: training round trip, the server over real HTTP, drain
+	cd model && .venv/bin/pytest tests
+
+.PHONY: test-image
+test-image: base-image model-venv ## Builds the image, runs it, predicts over HTTP
+	model/.venv/bin/pytest -m docker tests/image
+
+.PHONY: test-engine
+test-engine: venv schemas toolchain base-image ## Engine layer: real pulumi preview/up in render mode
+	$(VENV)/bin/pytest -m engine tests/engine
+
+.PHONY: test
+test: lint test-unit test-model test-image test-engine ## Everything CI runs
+
+.PHONY: bench
+bench: model-venv ## Python runtime vs Flask + Keras predict (writes bench/results/)
+	model/.venv/bin/python bench/serving_bench.py

@@ -1,0 +1,1 @@
+"""Operations tooling around the stack: the local engine, drift detection."""
