@@ -85,12 +85,8 @@ test-model: model-venv ## Model layer: training round trip, the server over real
 test-image: base-image model-venv ## Builds the image, runs it, predicts over HTTP
 	model/.venv/bin/pytest -m docker tests/image
 
-.PHONY: test-engine
-test-engine: venv schemas toolchain base-image ## Engine layer: real pulumi preview/up in render mode
-	$(VENV)/bin/pytest -m engine tests/engine
-
 .PHONY: test
-test: lint test-unit test-model test-image test-engine ## Everything CI runs
+test: lint test-unit test-model test-image ## Everything CI runs
 
 .PHONY: bench
 bench: model-venv ## Python runtime vs Flask + Keras predict (writes bench/results/)

@@ -1,1 +1,0 @@
-"""Operations tooling around the stack: the local engine, drift detection."""
