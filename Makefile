@@ -82,8 +82,8 @@ test-model: model-venv ## Model layer: training round trip, the server over real
 	cd model && .venv/bin/pytest tests
 
 .PHONY: test-image
-test-image: base-image model-venv ## Builds the image, runs it, predicts over HTTP
-	model/.venv/bin/pytest -m docker tests/image
+test-image: venv base-image ## Builds the image, runs it, predicts over HTTP; TF Serving checks
+	$(VENV)/bin/pytest tests/image
 
 .PHONY: test
 test: lint test-unit test-model test-image ## Everything CI runs

@@ -213,7 +213,7 @@ class ServerSettings:
     pre_stop_sleep_seconds: int
     shutdown_timeout_seconds: int
     max_batch_size: int
-    batch_timeout_ms: int
+    batch_timeout_micros: int
     service_type: ServiceType
     allowed_ingress_namespaces: tuple[str, ...]
     allowed_ingress_cidrs: tuple[str, ...]
@@ -538,7 +538,7 @@ def _server(r: _Reader, runtime: ServingRuntime) -> ServerSettings:
         pre_stop_sleep_seconds=r.integer("preStopSleepSeconds", minimum=0, maximum=300),
         shutdown_timeout_seconds=r.integer("shutdownTimeoutSeconds", minimum=1, maximum=600),
         max_batch_size=r.integer("maxBatchSize", minimum=1, maximum=1024),
-        batch_timeout_ms=r.integer("batchTimeoutMs", minimum=0, maximum=1000),
+        batch_timeout_micros=r.integer("batchTimeoutMicros", minimum=0, maximum=1_000_000),
         service_type=r.choice(
             "serviceType", cast(tuple[ServiceType, ...], ("ClusterIP", "NodePort", "LoadBalancer"))
         ),

@@ -57,7 +57,7 @@ def runtime_profile(server: ServerSettings) -> RuntimeProfile:
                 **common,
                 "HOST": "0.0.0.0",  # the pod's own network namespace; Service and probes need it
                 "MAX_BATCH_SIZE": str(server.max_batch_size),
-                "BATCH_TIMEOUT_MS": str(server.batch_timeout_ms),
+                "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
             },
             liveness=k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),

@@ -121,7 +121,7 @@ def test_prometheus_scrapes_the_same_path_for_both_runtimes(mocks: StackMocks) -
 
 
 def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: StackMocks) -> None:
-    serve(maxBatchSize=16, batchTimeoutMs=4)
+    serve(maxBatchSize=16, batchTimeoutMicros=4000)
     main = container(mocks)
     assert "args" not in main
     assert env_of(main) == {
@@ -130,7 +130,7 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: Sta
         "HOST": "0.0.0.0",
         "PORT": "8501",
         "MAX_BATCH_SIZE": "16",
-        "BATCH_TIMEOUT_MS": "4",
+        "BATCH_TIMEOUT_MICROS": "4000",
         "DRAIN_TIMEOUT_SECONDS": "30",
     }
     assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [("http", 8501)]

@@ -116,7 +116,7 @@ RULES = [
     ("preStopSleepSeconds", -1, "preStopSleepSeconds = -1: must be ≥ 0"),
     ("shutdownTimeoutSeconds", 0, "shutdownTimeoutSeconds = 0: must be ≥ 1"),
     ("maxBatchSize", 0, "maxBatchSize = 0: must be ≥ 1"),
-    ("batchTimeoutMs", 5000, "batchTimeoutMs = 5000: must be ≤ 1000"),
+    ("batchTimeoutMicros", 2_000_000, "batchTimeoutMicros = 2000000: must be ≤ 1000000"),
     ("hpaScaleDownStabilizationSeconds", 7200, "must be ≤ 3600"),
     ("serviceType", "ExternalName", "must be one of ClusterIP, NodePort, LoadBalancer"),
     ("allowedIngressNamespaces", ["ok", "Not OK"], '"Not OK": must be a namespace'),

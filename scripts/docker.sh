@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Local Docker engine and image registry for development and CI.
+#
+#   scripts/docker.sh start|stop|status
+#
+# start: installs docker.io and docker-registry when missing, starts dockerd (host networking
+#        only: no bridge, no iptables; unix socket only) unless a daemon already answers on the
+#        default socket, then the registry on 127.0.0.1:5000 unless one already answers there.
+# stop:  stops what `start` started, by the PIDs in its pid files, and waits for them to exit.
+#        A daemon or registry that was already running is left alone.
+#
+# State (data-root, pid files, logs, registry storage) lives in $STATE_DIR (default .state/).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE_DIR="${STATE_DIR:-$ROOT/.state}"
+DOCKER_STATE="$STATE_DIR/docker"
+REGISTRY_STATE="$STATE_DIR/registry"
+DOCKERD_PIDFILE="$DOCKER_STATE/dockerd.pid"
+DOCKERD_LOG="$DOCKER_STATE/dockerd.log"
+REGISTRY_PIDFILE="$REGISTRY_STATE/registry.pid"
+REGISTRY_LOG="$REGISTRY_STATE/registry.log"
+REGISTRY_CONFIG="$REGISTRY_STATE/config.yml"
+REGISTRY_ADDR="127.0.0.1:5000"
+# The default socket, so every client (docker CLI, Pulumi's docker-build provider) finds the
+# engine without DOCKER_HOST.
+DOCKER_SOCKET="/var/run/docker.sock"
+START_TIMEOUT_SECONDS="${START_TIMEOUT_SECONDS:-60}"
+# dockerd stops running containers first (up to its shutdown timeout, 15 s by default).
+STOP_TIMEOUT_SECONDS="${STOP_TIMEOUT_SECONDS:-60}"
+
+log() { printf '[docker.sh] %s\n' "$*" >&2; }
+die() { printf '[docker.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Talk to the engine on the default socket whatever DOCKER_HOST or a docker context says.
+docker_cli() { DOCKER_HOST="unix://$DOCKER_SOCKET" docker "$@"; }
+
+daemon_answers() { docker_cli version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+registry_answers() {
+    curl -fsS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null
+}
+
+# The PID in a pid file if that process is alive and runs the expected program (guards against
+# a stale pid file whose PID was reused by something else).
+live_pid() {
+    local pidfile="$1" program="$2" pid
+    [[ -s "$pidfile" ]] || return 1
+    pid="$(<"$pidfile")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [[ -r "/proc/$pid/exe" ]] || return 1
+    [[ "$(basename "$(readlink "/proc/$pid/exe")")" == "$program" ]] || return 1
+    printf '%s' "$pid"
+}
+
+install_packages() {
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    ((${#missing[@]} == 0)) && return 0
+    [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; install them as root (apt-get install -y ${missing[*]})"
+    log "installing ${missing[*]} (apt-get)"
+    # Keep the packages' maintainer scripts from starting their own services: the Debian
+    # registry service would listen on all interfaces, the Debian dockerd would create a bridge.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        added_policy=1
+    fi
+    local status=0
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${missing[@]}" >/dev/null || status=$?
+    ((added_policy)) && rm -f "$policy"
+    ((status == 0)) || die "apt-get install ${missing[*]} failed (exit $status)"
+}
+
+# The docker CLI on PATH may be newer than the Debian engine; it negotiates the API version.
+check_cli() {
+    command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH"
+    local client server
+    client="$(docker_cli version --format '{{.Client.Version}} (API {{.Client.APIVersion}})' 2>/dev/null || true)"
+    server="$(docker_cli version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null || true)"
+    log "docker CLI $(command -v docker) ${client:-?} -> engine ${server:-?}"
+}
+
+start_dockerd() {
+    local pid launched=""
+    if daemon_answers; then
+        if live_pid "$DOCKERD_PIDFILE" dockerd >/dev/null; then
+            log "dockerd already running (ours, pid $(<"$DOCKERD_PIDFILE"))"
+        else
+            log "a Docker daemon already answers on $DOCKER_SOCKET: reusing it (it will not be stopped)"
+        fi
+        return 0
+    fi
+    if pid="$(live_pid "$DOCKERD_PIDFILE" dockerd)"; then
+        log "dockerd (pid $pid) is running but not answering yet"
+    else
+        [[ "$(id -u)" == 0 ]] || die "dockerd must be started as root"
+        [[ -S "$DOCKER_SOCKET" ]] && rm -f "$DOCKER_SOCKET" # stale socket of a dead daemon
+        mkdir -p "$DOCKER_STATE/data" "$(exec_root)"
+        log "starting dockerd (data-root $DOCKER_STATE/data, log $DOCKERD_LOG)"
+        # --bridge=none/--iptables=false: no docker0, no NAT rules; containers and builds use
+        # --network host. Only the unix socket, no TCP listener.
+        setsid dockerd \
+            --host "unix://$DOCKER_SOCKET" \
+            --bridge=none \
+            --iptables=false \
+            --ip-masq=false \
+            --data-root "$DOCKER_STATE/data" \
+            --exec-root "$(exec_root)" \
+            --pidfile "$DOCKERD_PIDFILE" \
+            </dev/null >>"$DOCKERD_LOG" 2>&1 &
+        launched=$!
+    fi
+    local deadline=$((SECONDS + START_TIMEOUT_SECONDS))
+    until daemon_answers; do
+        if [[ -n "${launched:-}" ]] && ! kill -0 "$launched" 2>/dev/null; then
+            tail -n 20 "$DOCKERD_LOG" >&2 || true
+            die "dockerd exited during start-up; see $DOCKERD_LOG"
+        fi
+        ((SECONDS < deadline)) || { tail -n 20 "$DOCKERD_LOG" >&2 || true; die "dockerd did not answer within ${START_TIMEOUT_SECONDS}s; see $DOCKERD_LOG"; }
+        sleep 0.5
+    done
+    local driver
+    driver="$(docker_cli info --format '{{.Driver}}')"
+    log "dockerd ready (pid $(<"$DOCKERD_PIDFILE"), storage driver $driver)"
+    [[ "$driver" == overlay2 ]] || log "WARNING: storage driver is $driver, not overlay2: builds will be slow and large"
+}
+
+# Unix socket paths are limited to 108 bytes; containerd puts its sockets under the exec-root,
+# so a deep checkout falls back to a short path under /run.
+exec_root() {
+    local preferred="$DOCKER_STATE/run"
+    if ((${#preferred} <= 60)); then
+        printf '%s' "$preferred"
+    else
+        printf '/run/docker-%s' "$(printf '%s' "$DOCKER_STATE" | sha256sum | cut -c1-12)"
+    fi
+}
+
+write_registry_config() {
+    mkdir -p "$REGISTRY_STATE/data"
+    # No http.debug section: the debug/metrics listener stays off.
+    cat >"$REGISTRY_CONFIG" <<EOF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_STATE/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $REGISTRY_ADDR
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+}
+
+start_registry() {
+    local pid
+    if registry_answers; then
+        if pid="$(live_pid "$REGISTRY_PIDFILE" docker-registry)"; then
+            log "registry already running (ours, pid $pid) on $REGISTRY_ADDR"
+        else
+            log "a registry already answers on $REGISTRY_ADDR: reusing it (it will not be stopped)"
+        fi
+        return 0
+    fi
+    if ! pid="$(live_pid "$REGISTRY_PIDFILE" docker-registry)"; then
+        write_registry_config
+        log "starting registry on $REGISTRY_ADDR (storage $REGISTRY_STATE/data, log $REGISTRY_LOG)"
+        setsid docker-registry serve "$REGISTRY_CONFIG" </dev/null >>"$REGISTRY_LOG" 2>&1 &
+        pid=$!
+        echo "$pid" >"$REGISTRY_PIDFILE"
+    fi
+    local deadline=$((SECONDS + START_TIMEOUT_SECONDS))
+    until registry_answers; do
+        if ! live_pid "$REGISTRY_PIDFILE" docker-registry >/dev/null; then
+            tail -n 20 "$REGISTRY_LOG" >&2 || true
+            die "registry exited during start-up (is $REGISTRY_ADDR taken?); see $REGISTRY_LOG"
+        fi
+        ((SECONDS < deadline)) || die "registry did not answer within ${START_TIMEOUT_SECONDS}s; see $REGISTRY_LOG"
+        sleep 0.2
+    done
+    log "registry ready (pid $pid): http://$REGISTRY_ADDR/v2/"
+}
+
+stop_pid() {
+    local what="$1" pidfile="$2" program="$3" pid
+    if ! pid="$(live_pid "$pidfile" "$program")"; then
+        log "$what: not started by us (no live pid in $pidfile)"
+        rm -f "$pidfile"
+        return 0
+    fi
+    log "stopping $what (pid $pid)"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + STOP_TIMEOUT_SECONDS))
+    while [[ -e "/proc/$pid" ]]; do
+        ((SECONDS < deadline)) || die "$what (pid $pid) did not exit within ${STOP_TIMEOUT_SECONDS}s"
+        sleep 0.2
+    done
+    rm -f "$pidfile"
+    log "$what stopped"
+}
+
+status() {
+    local rc=0 pid
+    if daemon_answers; then
+        if pid="$(live_pid "$DOCKERD_PIDFILE" dockerd)"; then
+            log "dockerd: running (ours, pid $pid)"
+        else
+            log "dockerd: running (not ours)"
+        fi
+        check_cli
+    else
+        log "dockerd: not running"
+        rc=1
+    fi
+    if registry_answers; then
+        if pid="$(live_pid "$REGISTRY_PIDFILE" docker-registry)"; then
+            log "registry: running on $REGISTRY_ADDR (ours, pid $pid)"
+        else
+            log "registry: running on $REGISTRY_ADDR (not ours)"
+        fi
+    else
+        log "registry: not running"
+        rc=1
+    fi
+    return "$rc"
+}
+
+main() {
+    case "${1:-}" in
+    start)
+        install_packages
+        mkdir -p "$DOCKER_STATE" "$REGISTRY_STATE"
+        start_dockerd
+        check_cli
+        start_registry
+        ;;
+    stop)
+        # Registry first: it does not depend on the engine, but a push in flight does.
+        stop_pid registry "$REGISTRY_PIDFILE" docker-registry
+        stop_pid dockerd "$DOCKERD_PIDFILE" dockerd
+        ;;
+    status) status ;;
+    *)
+        echo "usage: $0 start|stop|status" >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"
