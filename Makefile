@@ -8,6 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 STACK ?= dev
 KUBERNETES_VERSION := $(shell cat tools/KUBERNETES_VERSION)
+PULUMI_VERSION := $(shell sed -n 's/^pulumi==//p' requirements.txt)
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
@@ -64,6 +65,28 @@ base-image: docker ## Make the local Debian + Python base image (no public regis
 .PHONY: stop
 stop: ## Stop every server this project started (by PID)
 	scripts/docker.sh stop
+
+# --- Stacks -----------------------------------------------------------------------------
+
+.PHONY: engine-check
+engine-check: ## Check that the Pulumi CLI of the pinned version is on PATH
+	@found=$$(pulumi version 2>/dev/null || echo none); \
+	if [ "$$found" != "v$(PULUMI_VERSION)" ]; then \
+	  echo "make: needs the Pulumi CLI v$(PULUMI_VERSION) on PATH (found: $$found)." >&2; \
+	  echo "      Install it the usual way, or see tools/README.md for building it here." >&2; \
+	  exit 1; \
+	fi
+
+# --skip-plugin-pre-install: .venv also holds the prod stack's cloud SDKs, whose plugins the
+# dev stack never loads; without it the engine would insist on installing them first.
+.PHONY: up
+up: venv docker base-image engine-check ## Build, push and deploy STACK (default dev)
+	pulumi stack select --create $(STACK)
+	pulumi up --stack $(STACK) --skip-plugin-pre-install --yes
+
+.PHONY: preview
+preview: venv engine-check ## Show what `make up` would change in STACK, with the diff
+	pulumi preview --stack $(STACK) --skip-plugin-pre-install --diff
 
 # --- Checks -----------------------------------------------------------------------------
 
