@@ -91,10 +91,11 @@ preview: venv engine-check ## Show what `make up` would change in STACK, with th
 # --- Checks -----------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## ruff and mypy (strict on components/ and settings)
+lint: venv model-venv ## ruff and mypy (strict on components/ and settings; the model with its venv)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components tests/unit
+	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components tests/unit tests/image
+	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests ../bench
 
 .PHONY: test-unit
 test-unit: venv schemas ## Unit layer: settings, components and both stacks under mocks

@@ -1,0 +1,1 @@
+"""Python runtime speaking TensorFlow Serving's REST API, with dynamic batching and drain."""

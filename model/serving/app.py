@@ -1,0 +1,253 @@
+"""HTTP layer: TensorFlow Serving's REST API, health and metrics endpoints on Starlette."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving import protocol
+from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving.metrics import Metrics
+from serving.protocol import RequestError
+from serving.runtime import NotAcceptingError, Phase, Runtime
+
+logger = logging.getLogger(__name__)
+METRICS_PATHS = ("/metrics", "/monitoring/prometheus/metrics")
+
+
+def _json(body: bytes | dict[str, Any], status: int = 200, *, close: bool = False) -> Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    # Connection: close on refusals while draining, so keep-alive clients reconnect to a
+    # replica that is still serving.
+    headers = {"connection": "close"} if close else None
+    return Response(content, status, headers=headers, media_type="application/json")
+
+
+def _error(message: str, status: int, *, close: bool = False) -> Response:
+    return _json(protocol.error_body(message), status, close=close)
+
+
+class _ModelNameConvertor(Convertor[str]):
+    """A path segment without ':', so ``GET /v1/models/digits:predict`` is not a status call."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model_name", _ModelNameConvertor())
+
+
+class _Handlers:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    def _unavailable(self) -> Response:
+        runtime = self.runtime
+        return _error(runtime.not_ready_reason(), 503, close=runtime.phase is not Phase.LOADING)
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    def _not_found(self, request: Request, not_found: str) -> Response | None:
+        """The 404 when the path names another model or version; None when it names ours."""
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        model = self.runtime.model
+        if name != self.settings.model_name:
+            return _error(not_found.format(name=name, version=version), 404)
+        if version is not None and model is not None and version != model.version:
+            return _error(not_found.format(name=name, version=version), 404)
+        return None
+
+    async def status(self, request: Request) -> Response:
+        version = request.path_params.get("version")
+        not_found = (
+            "Could not find any versions of model {name}"
+            if version is None
+            else "Could not find version {version} of model {name}"
+        )
+        if (problem := self._not_found(request, not_found)) is not None:
+            return problem
+        model = self.runtime.model
+        if self.runtime.phase is not Phase.READY or model is None:
+            return self._unavailable()
+        return _json(
+            {
+                "model_version_status": [
+                    {
+                        "version": str(model.version),
+                        "state": "AVAILABLE",
+                        "status": {"error_code": "OK", "error_message": ""},
+                    }
+                ]
+            }
+        )
+
+    async def metadata(self, request: Request) -> Response:
+        if (problem := self._not_found(request, _servable_not_found(request))) is not None:
+            return problem
+        model = self.runtime.model
+        if model is None:
+            return self._unavailable()
+        return _json(
+            {
+                "model_spec": {
+                    "name": model.name,
+                    "signature_name": "",
+                    "version": str(model.version),
+                },
+                "metadata": {"signature_def": {"signature_def": model.signature_defs}},
+            }
+        )
+
+    async def predict(self, request: Request) -> Response:
+        if (problem := self._not_found(request, _servable_not_found(request))) is not None:
+            return problem
+        try:
+            with self.runtime.admit() as batcher:
+                body = await _read_body(request, self.settings.max_request_bytes)
+                model = self.runtime.model
+                assert model is not None, "admitted before the model was loaded"
+                parsed = protocol.parse_predict(body, model.inputs)
+                _check_rows(parsed.rows, self.settings.max_batch_size)
+                outputs = await batcher.submit(parsed.inputs, parsed.rows)
+        except NotAcceptingError:
+            return self._unavailable()
+        except RequestError as error:
+            return _error(str(error), error.status)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception as error:
+            logger.exception("prediction failed")
+            return _error(f"prediction failed: {error}", 500)
+        return _json(protocol.render_predict(parsed.format, outputs, parsed.rows))
+
+
+def _servable_not_found(request: Request) -> str:
+    """TensorFlow Serving's message for a predict or metadata call on an unknown servable."""
+    if request.path_params.get("version") is None:
+        return "Servable not found for request: Latest({name})"
+    return "Servable not found for request: Specific({name}, {version})"
+
+
+def _check_rows(rows: int, limit: int) -> None:
+    if rows > limit:
+        raise RequestError(
+            f"request has {rows} instances; at most {limit} are allowed (MAX_BATCH_SIZE)"
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = RequestError(f"request body exceeds the limit of {limit} bytes", 413)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    # The declared length may be absent (chunked) or wrong: count what actually arrives.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _api_label(path: str) -> str:
+    """Low-cardinality label for metrics; never the raw path."""
+    if path.startswith("/v1/models/"):
+        if path.endswith(":predict"):
+            return "predict"
+        return "metadata" if path.endswith("/metadata") else "status"
+    if path in METRICS_PATHS:
+        return "metrics"
+    return "health" if path == "/healthz" else "other"
+
+
+class _MetricsMiddleware:
+    """Counts every HTTP request by API and status code, and times it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = _api_label(scope["path"])
+        status = 500
+        started = time.perf_counter()
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(api, str(status)).inc()
+            self.metrics.request_latency.labels(api).observe(time.perf_counter() - started)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in TensorFlow Serving's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    return _error(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code)
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    handlers = _Handlers(runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = asyncio.create_task(runtime.load(), name="load-model")
+        yield
+        await loading
+        await runtime.close()
+
+    model_path = "/v1/models/{name:model_name}"
+    version_path = f"{model_path}/versions/{{version:int}}"
+    routes = [
+        Route("/healthz", handlers.health, methods=["GET"]),
+        *(Route(path, handlers.metrics, methods=["GET"]) for path in METRICS_PATHS),
+        Route(model_path, handlers.status, methods=["GET"]),
+        Route(version_path, handlers.status, methods=["GET"]),
+        Route(f"{model_path}/metadata", handlers.metadata, methods=["GET"]),
+        Route(f"{version_path}/metadata", handlers.metadata, methods=["GET"]),
+        Route(f"{model_path}:predict", handlers.predict, methods=["POST"]),
+        Route(f"{version_path}:predict", handlers.predict, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_MetricsMiddleware, metrics=runtime.metrics)],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+    )

@@ -1,0 +1,112 @@
+"""Load the newest SavedModel version and call its ``serving_default`` signature directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from serving.config import find_latest_version
+
+SIGNATURE_NAME = "serving_default"
+SERVING_TAG = "serve"
+# JSON numbers can become any of these; strings/bytes would need TF Serving's base64 convention.
+SUPPORTED_DTYPES = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
+
+
+class ModelLoadError(Exception):
+    """The SavedModel cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One named input or output of the signature."""
+
+    name: str
+    dtype: np.dtype[Any]
+    dtype_name: str
+    """TensorFlow's enum name, e.g. DT_FLOAT, as TF Serving reports it."""
+    shape: tuple[int | None, ...]
+    """None marks a dimension of any size; dimension 0 is the batch."""
+
+    def shape_text(self) -> str:
+        return "[" + ", ".join("-1" if dim is None else str(dim) for dim in self.shape) + "]"
+
+
+def _tensor_info(name: str, spec: tf.TensorSpec) -> TensorInfo:
+    dims = spec.shape.as_list() if spec.shape.rank is not None else []
+    if spec.shape.rank is None or not dims or dims[0] is not None:
+        raise ModelLoadError(f"tensor {name!r} must have a leading batch dimension of any size")
+    return TensorInfo(
+        name=name,
+        dtype=np.dtype(spec.dtype.as_numpy_dtype),
+        dtype_name=types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
+        shape=tuple(dims),
+    )
+
+
+def _signature_defs(path: Path) -> dict[str, Any]:
+    """The SignatureDef map as TensorFlow Serving's metadata API prints it."""
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if SERVING_TAG in meta_graph.meta_info_def.tags:
+            return {
+                name: json_format.MessageToDict(
+                    signature,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                )
+                for name, signature in meta_graph.signature_def.items()
+            }
+    raise ModelLoadError(f"{path} has no MetaGraph tagged {SERVING_TAG!r}")
+
+
+class LoadedModel:
+    """One loaded version. ``predict`` is safe to call from a worker thread."""
+
+    def __init__(self, name: str, version: int, path: Path) -> None:
+        self.name = name
+        self.version = version
+        loaded = tf.saved_model.load(str(path), tags=[SERVING_TAG])
+        if SIGNATURE_NAME not in loaded.signatures:
+            raise ModelLoadError(f"{path} has no {SIGNATURE_NAME!r} signature")
+        # Keep the loaded object alive: the signature function refers to its variables.
+        self._loaded = loaded
+        self._function = loaded.signatures[SIGNATURE_NAME]
+        input_specs: dict[str, tf.TensorSpec] = self._function.structured_input_signature[1]
+        output_specs: dict[str, tf.TensorSpec] = self._function.structured_outputs
+        self.inputs = {name: _tensor_info(name, spec) for name, spec in input_specs.items()}
+        self.outputs = {name: _tensor_info(name, spec) for name, spec in output_specs.items()}
+        for info in self.inputs.values():
+            if info.dtype.type not in SUPPORTED_DTYPES:
+                raise ModelLoadError(f"input {info.name!r} has unsupported dtype {info.dtype_name}")
+        self.signature_defs = _signature_defs(path)
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = {name: tf.constant(value) for name, value in inputs.items()}
+        return {name: value.numpy() for name, value in self._function(**tensors).items()}
+
+    def warm_up(self, batch_sizes: tuple[int, ...]) -> None:
+        """Run every batch size once so the first real requests pay no one-time costs."""
+        for rows in batch_sizes:
+            self.predict(
+                {
+                    name: np.zeros((rows, *[dim or 1 for dim in info.shape[1:]]), info.dtype)
+                    for name, info in self.inputs.items()
+                }
+            )
+
+
+def load_latest(name: str, base_path: Path) -> LoadedModel:
+    try:
+        version, path = find_latest_version(base_path)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
+    return LoadedModel(name, version, path)

@@ -1,0 +1,159 @@
+"""TensorFlow Serving's REST predict format: JSON request to arrays, arrays to JSON response.
+
+Row format: ``{"instances": [...]}`` answered by ``{"predictions": [...]}``. Columnar format:
+``{"inputs": ...}`` answered by ``{"outputs": ...}``. With one input an instance (or the
+``inputs`` value) may be the bare tensor; otherwise it is an object keyed by input name. With
+one output the response holds bare values; otherwise objects keyed by output name. See
+https://www.tensorflow.org/tfx/serving/api_rest#request_format_2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from serving.model import SIGNATURE_NAME, TensorInfo
+
+Format = Literal["row", "columnar"]
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class RequestError(Exception):
+    """The request is wrong; ``str(error)`` says how, ``status`` is the HTTP code to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    format: Format
+    inputs: dict[str, np.ndarray]
+    rows: int
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def parse_predict(body: bytes, inputs: Mapping[str, TensorInfo]) -> PredictRequest:
+    """Decode and check a predict request against the signature's inputs."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestError(f"malformed JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise RequestError("request body must be a JSON object with 'instances' or 'inputs'")
+    # Absent or empty means the default signature, as in TensorFlow Serving.
+    signature = document.get("signature_name") or SIGNATURE_NAME
+    if signature != SIGNATURE_NAME:
+        # TensorFlow Serving's wording.
+        raise RequestError(f'Serving signature name: "{signature}" not found in signature def')
+    if "instances" in document and "inputs" in document:
+        raise RequestError("request must have one of 'instances' or 'inputs', not both")
+    values: Mapping[str, Any]
+    if "instances" in document:
+        values = _rows_to_columns(document["instances"], inputs)
+        request_format: Format = "row"
+    elif "inputs" in document:
+        values = _named(document["inputs"], inputs, "'inputs'")
+        request_format = "columnar"
+    else:
+        raise RequestError("missing 'instances' or 'inputs' key")
+    arrays = {name: _to_array(name, values[name], info) for name, info in inputs.items()}
+    row_counts = {array.shape[0] for array in arrays.values()}
+    if len(row_counts) != 1:
+        raise RequestError("all inputs must have the same number of rows (dimension 0)")
+    rows = row_counts.pop()
+    if rows == 0:
+        raise RequestError("request has no instances: the batch is empty")
+    return PredictRequest(request_format, arrays, rows)
+
+
+def _rows_to_columns(instances: Any, inputs: Mapping[str, TensorInfo]) -> dict[str, Any]:
+    if not isinstance(instances, list):
+        raise RequestError("'instances' must be a list")
+    if not instances:
+        raise RequestError("'instances' is empty: the batch is empty")
+    if len(inputs) == 1 and not isinstance(instances[0], dict):
+        return {next(iter(inputs)): instances}
+    columns: dict[str, list[Any]] = {name: [] for name in inputs}
+    for index, instance in enumerate(instances):
+        named = _named(instance, inputs, f"instance {index}")
+        for name in inputs:
+            columns[name].append(named[name])
+    return columns
+
+
+def _named(value: Any, inputs: Mapping[str, TensorInfo], where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        if len(inputs) == 1:
+            return {next(iter(inputs)): value}
+        raise RequestError(f"{where} must be an object keyed by input name: {', '.join(inputs)}")
+    unknown = sorted(set(value) - set(inputs))
+    if unknown:
+        raise RequestError(
+            f"{where} has unknown input {', '.join(map(repr, unknown))}; "
+            f"the model's inputs are: {', '.join(inputs)}"
+        )
+    missing = [name for name in inputs if name not in value]
+    if missing:
+        raise RequestError(f"{where} is missing input {', '.join(map(repr, missing))}")
+    return value
+
+
+def _to_array(name: str, value: Any, info: TensorInfo) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise RequestError(
+            f"input {name!r} is not a rectangular array: its rows have different shapes"
+        ) from None
+    if array.size == 0:
+        raise RequestError(f"input {name!r} is empty: the batch is empty")
+    # JSON numbers arrive as int64 or float64; integers are fine for a float input, as in
+    # TensorFlow Serving, but not the other way round.
+    accepted = "iuf" if info.dtype.kind == "f" else "iu"
+    if array.dtype.kind not in accepted:
+        got = {"U": "strings", "b": "booleans", "f": "non-integer numbers"}.get(
+            array.dtype.kind, "nulls, objects or out-of-range numbers"
+        )
+        expected = "numbers" if info.dtype.kind == "f" else "integers"
+        raise RequestError(f"input {name!r} must hold {expected} ({info.dtype_name}); got {got}")
+    if array.ndim != len(info.shape) or any(
+        expected is not None and got != expected
+        for got, expected in zip(array.shape, info.shape, strict=True)
+    ):
+        raise RequestError(
+            f"input {name!r} has shape {list(array.shape)}; the model expects "
+            f"{info.shape_text()} (-1: any size)"
+        )
+    if info.dtype.kind == "i" and array.size:
+        limits = np.iinfo(info.dtype)
+        # Casting would wrap out-of-range integers around silently.
+        if array.min() < limits.min or array.max() > limits.max:
+            raise RequestError(f"input {name!r} has values out of range for {info.dtype_name}")
+    return np.ascontiguousarray(array, dtype=info.dtype)
+
+
+def render_predict(request_format: Format, outputs: Mapping[str, np.ndarray], rows: int) -> bytes:
+    """Shape the outputs exactly as TensorFlow Serving does for the request's format."""
+    if request_format == "row":
+        if len(outputs) == 1:
+            body: dict[str, Any] = {"predictions": next(iter(outputs.values()))}
+        else:
+            body = {
+                "predictions": [
+                    {name: value[row] for name, value in outputs.items()} for row in range(rows)
+                ]
+            }
+    elif len(outputs) == 1:
+        body = {"outputs": next(iter(outputs.values()))}
+    else:
+        body = {"outputs": dict(outputs)}
+    return orjson.dumps(body, option=_ORJSON_OPTIONS)

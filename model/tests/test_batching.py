@@ -1,0 +1,103 @@
+"""The dynamic batcher with a stand-in model: sizes, deadline, slicing and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from serving.batching import Arrays, Batcher
+from serving.metrics import Metrics
+
+
+class RecordingModel:
+    """Doubles its input and remembers the batch sizes it was called with."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batch_sizes: list[int] = []
+        self.fail = fail
+
+    def __call__(self, inputs: Arrays) -> Arrays:
+        self.batch_sizes.append(len(inputs["x"]))
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return {"doubled": inputs["x"] * 2, "first": inputs["x"][:, 0]}
+
+
+def rows(start: int, count: int) -> Arrays:
+    return {"x": np.arange(start, start + count, dtype=np.float32).reshape(count, 1)}
+
+
+async def run_jobs(batcher: Batcher, sizes: list[int]) -> list[Arrays]:
+    batcher.start()
+    try:
+        starts = np.cumsum([0, *sizes[:-1]])
+        return await asyncio.gather(
+            *(
+                batcher.submit(rows(int(start), size), size)
+                for start, size in zip(starts, sizes, strict=True)
+            )
+        )
+    finally:
+        await batcher.stop()
+
+
+def test_concurrent_jobs_share_batches_within_the_limit_and_get_their_own_rows() -> None:
+    model = RecordingModel()
+    sizes = [3, 1, 4, 1, 5, 2, 6]
+    results = asyncio.run(run_jobs(Batcher(model, 8, 0.05, Metrics()), sizes))
+    assert sum(model.batch_sizes) == sum(sizes)
+    assert max(model.batch_sizes) <= 8
+    assert len(model.batch_sizes) < len(sizes)
+    start = 0
+    for size, result in zip(sizes, results, strict=True):
+        expected = np.arange(start, start + size, dtype=np.float32)
+        np.testing.assert_array_equal(result["doubled"][:, 0], expected * 2)
+        np.testing.assert_array_equal(result["first"], expected)
+        start += size
+
+
+def test_a_full_batch_does_not_wait_for_the_timeout() -> None:
+    model = RecordingModel()
+    started = time.monotonic()
+    asyncio.run(run_jobs(Batcher(model, 4, 30.0, Metrics()), [2, 2]))
+    assert time.monotonic() - started < 5
+    assert model.batch_sizes == [4]
+
+
+def test_a_lone_request_waits_at_most_the_timeout() -> None:
+    model = RecordingModel()
+    started = time.monotonic()
+    asyncio.run(run_jobs(Batcher(model, 64, 0.2, Metrics()), [1]))
+    elapsed = time.monotonic() - started
+    assert 0.15 <= elapsed < 5
+    assert model.batch_sizes == [1]
+
+
+def test_model_failure_reaches_every_job_and_the_batcher_survives() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(fail=True)
+        batcher = Batcher(model, 8, 0.01, Metrics())
+        batcher.start()
+        try:
+            results = await asyncio.gather(
+                batcher.submit(rows(0, 1), 1), batcher.submit(rows(1, 1), 1), return_exceptions=True
+            )
+            assert all(isinstance(r, RuntimeError) for r in results)
+            model.fail = False
+            result = await batcher.submit(rows(5, 1), 1)
+            assert result["doubled"][0, 0] == 10
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_oversized_job_is_refused() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(RecordingModel(), 2, 0.01, Metrics())
+        with pytest.raises(ValueError, match="3 rows exceed the batch size limit 2"):
+            await batcher.submit(rows(0, 3), 3)
+
+    asyncio.run(scenario())

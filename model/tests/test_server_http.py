@@ -1,0 +1,281 @@
+"""The serving runtime over real HTTP on 127.0.0.1: TensorFlow Serving's REST contract."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx2
+import numpy as np
+import pytest
+from support import (
+    MAX_BATCH_SIZE,
+    MAX_REQUEST_BYTES,
+    ServerProcess,
+    accuracy,
+    increase,
+    metric_samples,
+    sample,
+)
+from training.train import Split
+
+PREDICT = "/v1/models/digits:predict"
+
+
+def predict(server: ServerProcess, body: Any) -> httpx2.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx2.post(server.base_url + PREDICT, content=content, timeout=30)
+
+
+def assert_serves_good_request(server: ServerProcess, image: list[list[float]], label: int) -> None:
+    response = predict(server, {"instances": [image]})
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["classes"] == label
+
+
+def test_row_format_matches_tf_serving_shape_and_is_accurate(
+    server: ServerProcess, split: Split
+) -> None:
+    images = split.x_test[:MAX_BATCH_SIZE]
+    response = predict(server, {"instances": images.tolist()})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    predictions = response.json()["predictions"]
+    assert len(predictions) == len(images)
+    # Two named outputs: one object per instance, keyed by output name.
+    assert all(set(row) == {"classes", "probabilities"} for row in predictions)
+    probabilities = np.array([row["probabilities"] for row in predictions])
+    assert probabilities.shape == (len(images), 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    classes = np.array([row["classes"] for row in predictions])
+    np.testing.assert_array_equal(classes, probabilities.argmax(axis=1))
+
+
+def test_whole_held_out_set_is_at_least_97_percent_accurate(
+    server: ServerProcess, split: Split
+) -> None:
+    classes: list[int] = []
+    with httpx2.Client(base_url=server.base_url, timeout=30) as client:
+        for start in range(0, len(split.x_test), MAX_BATCH_SIZE):
+            batch = split.x_test[start : start + MAX_BATCH_SIZE].tolist()
+            response = client.post(PREDICT, json={"instances": batch})
+            assert response.status_code == 200, response.text
+            classes += [row["classes"] for row in response.json()["predictions"]]
+    assert accuracy(np.array(classes), split.y_test) >= 0.97
+
+
+def test_named_instances_equal_bare_instances(server: ServerProcess, split: Split) -> None:
+    images = split.x_test[:3].tolist()
+    bare = predict(server, {"instances": images})
+    named = predict(server, {"instances": [{"images": image} for image in images]})
+    assert bare.status_code == named.status_code == 200
+    assert bare.json() == named.json()
+
+
+def test_columnar_format_returns_outputs_by_name(server: ServerProcess, split: Split) -> None:
+    images = split.x_test[:4].tolist()
+    rows = predict(server, {"instances": images}).json()["predictions"]
+    for body in ({"inputs": {"images": images}}, {"inputs": images}):
+        response = predict(server, body)
+        assert response.status_code == 200, response.text
+        outputs = response.json()["outputs"]
+        assert set(outputs) == {"classes", "probabilities"}
+        assert outputs["classes"] == [row["classes"] for row in rows]
+        assert outputs["probabilities"] == [row["probabilities"] for row in rows]
+
+
+def test_explicit_version_and_signature_name(
+    server: ServerProcess, image: list[list[float]]
+) -> None:
+    response = httpx2.post(
+        server.base_url + "/v1/models/digits/versions/1:predict",
+        json={"signature_name": "serving_default", "instances": [image]},
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1
+
+
+def test_model_status_like_tf_serving(server: ServerProcess) -> None:
+    expected = {
+        "model_version_status": [
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    for path in ("/v1/models/digits", "/v1/models/digits/versions/1"):
+        response = httpx2.get(server.base_url + path)
+        assert response.status_code == 200
+        assert response.json() == expected
+
+
+def test_metadata_describes_the_signature(server: ServerProcess) -> None:
+    response = httpx2.get(server.base_url + "/v1/models/digits/metadata")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_spec"] == {"name": "digits", "signature_name": "", "version": "1"}
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["method_name"] == "tensorflow/serving/predict"
+    images = signature["inputs"]["images"]
+    assert images["dtype"] == "DT_FLOAT"
+    assert [dim["size"] for dim in images["tensor_shape"]["dim"]] == ["-1", "8", "8"]
+    assert signature["outputs"]["classes"]["dtype"] == "DT_INT64"
+    assert signature["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in signature["outputs"]["probabilities"]["tensor_shape"]["dim"]] == [
+        "-1",
+        "10",
+    ]
+
+
+def test_liveness(server: ServerProcess) -> None:
+    response = httpx2.get(server.base_url + "/healthz")
+    assert response.status_code == 200
+    assert response.text == "ok"
+
+
+def test_metrics_count_requests_at_both_paths(
+    server: ServerProcess, image: list[list[float]]
+) -> None:
+    before = metric_samples(server.base_url)
+    for _ in range(3):
+        assert predict(server, {"instances": [image]}).status_code == 200
+    assert predict(server, b"{").status_code == 400
+    for path in ("/metrics", "/monitoring/prometheus/metrics"):
+        after = metric_samples(server.base_url, path)
+        assert increase(before, after, "serving_requests_total", api="predict", code="200") == 3
+        assert increase(before, after, "serving_requests_total", api="predict", code="400") == 1
+        assert increase(before, after, "serving_request_duration_seconds_count", api="predict") == 4
+        assert increase(before, after, "serving_batch_size_count") == 3
+        # The scrape itself is in flight while the gauge is read.
+        assert sample(after, "serving_in_flight_requests") == 1
+        assert sample(after, "serving_model_ready") == 1
+        assert sample(after, "process_resident_memory_bytes") > 0
+
+
+def test_concurrent_requests_share_batches(server: ServerProcess, split: Split) -> None:
+    requests = 32
+    images = split.x_test[:requests]
+    before = metric_samples(server.base_url)
+
+    def one(index: int) -> int:
+        response = predict(server, {"instances": [images[index].tolist()]})
+        assert response.status_code == 200, response.text
+        classes: int = response.json()["predictions"][0]["classes"]
+        return classes
+
+    with ThreadPoolExecutor(requests) as pool:
+        classes = list(pool.map(one, range(requests)))
+    after = metric_samples(server.base_url)
+    batches = increase(before, after, "serving_batch_size_count")
+    rows = increase(before, after, "serving_batch_size_sum")
+    assert rows == requests
+    assert batches < requests, "every request ran in a batch of its own"
+    single = increase(before, after, "serving_batch_size_bucket", le="1.0")
+    assert single < batches, "no batch held more than one row"
+    # Each request got its own row back, not a neighbour's.
+    reference = predict(server, {"instances": images.tolist()[:MAX_BATCH_SIZE]}).json()
+    assert classes[:MAX_BATCH_SIZE] == [row["classes"] for row in reference["predictions"]]
+
+
+IMAGE = [[0.0] * 8] * 8
+BAD_REQUESTS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
+    ("malformed JSON", b'{"instances": [', 400, "malformed JSON"),
+    ("not an object", b"[1, 2, 3]", 400, "must be a JSON object"),
+    ("no instances or inputs", {"images": [IMAGE]}, 400, "missing 'instances' or 'inputs'"),
+    ("both formats", {"instances": [IMAGE], "inputs": [IMAGE]}, 400, "not both"),
+    ("instances not a list", {"instances": 3}, 400, "'instances' must be a list"),
+    ("empty instances", {"instances": []}, 400, "empty"),
+    ("empty inputs", {"inputs": {"images": []}}, 400, "empty"),
+    ("wrong shape", {"instances": [[[0.0] * 8] * 7]}, 400, "has shape [1, 7, 8]"),
+    ("flat image", {"instances": [[0.0] * 64]}, 400, "expects [-1, 8, 8]"),
+    ("ragged rows", {"instances": [IMAGE, IMAGE[:4]]}, 400, "not a rectangular array"),
+    ("strings", {"instances": [[["a"] * 8] * 8]}, 400, "got strings"),
+    ("booleans", {"instances": [[[True] * 8] * 8]}, 400, "got booleans"),
+    ("nulls", {"instances": [[[None] * 8] * 8]}, 400, "must hold numbers (DT_FLOAT)"),
+    ("unknown input", {"instances": [{"pixels": IMAGE}]}, 400, "unknown input 'pixels'"),
+    ("missing input", {"inputs": {}}, 400, "missing input 'images'"),
+    (
+        "too many instances",
+        {"instances": [IMAGE] * (MAX_BATCH_SIZE + 1)},
+        400,
+        f"at most {MAX_BATCH_SIZE} are allowed",
+    ),
+    (
+        "unknown signature",
+        {"signature_name": "classify", "instances": [IMAGE]},
+        400,
+        'Serving signature name: "classify" not found',
+    ),
+    (
+        "body over MAX_REQUEST_BYTES",
+        b'{"instances": [' + b" " * MAX_REQUEST_BYTES + b"]}",
+        413,
+        f"exceeds the limit of {MAX_REQUEST_BYTES} bytes",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_request_is_rejected_and_server_keeps_serving(
+    server: ServerProcess,
+    split: Split,
+    body: bytes | dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    response = predict(server, body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert_serves_good_request(server, split.x_test[0].tolist(), int(split.y_test[0]))
+
+
+def test_chunked_body_over_limit_is_rejected(server: ServerProcess, split: Split) -> None:
+    def chunks() -> Any:
+        yield b'{"instances": ['
+        for _ in range(MAX_REQUEST_BYTES // 1024 + 1):
+            yield b" " * 1024
+        yield b"]}"
+
+    # No Content-Length: the limit must hold on the bytes that actually arrive.
+    response = httpx2.post(server.base_url + PREDICT, content=chunks())
+    assert response.status_code == 413
+    assert "exceeds the limit" in response.json()["error"]
+    assert_serves_good_request(server, split.x_test[0].tolist(), int(split.y_test[0]))
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "message"),
+    [
+        (
+            ("POST", "/v1/models/nope:predict"),
+            404,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            ("POST", "/v1/models/digits/versions/9:predict"),
+            404,
+            "Servable not found for request: Specific(digits, 9)",
+        ),
+        (("GET", "/v1/models/nope"), 404, "Could not find any versions of model nope"),
+        (("GET", "/v1/models/digits/versions/9"), 404, "Could not find version 9 of model digits"),
+        (("GET", "/v1/models/nope/metadata"), 404, "Servable not found"),
+        (("GET", PREDICT), 405, "Method Not Allowed"),
+        (("POST", "/v1/models/digits:classify"), 404, "Not Found"),
+        (("GET", "/nothing/here"), 404, "Not Found"),
+    ],
+)
+def test_unknown_model_version_or_path(
+    server: ServerProcess, split: Split, route: tuple[str, str], status: int, message: str
+) -> None:
+    method, path = route
+    response = httpx2.request(method, server.base_url + path, json={"instances": [IMAGE]})
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert_serves_good_request(server, split.x_test[0].tolist(), int(split.y_test[0]))

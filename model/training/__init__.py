@@ -1,0 +1,1 @@
+"""Train the ``digits`` classifier and export it as a TensorFlow Serving SavedModel."""

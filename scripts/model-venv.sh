@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Creates the model's virtualenv (model/.venv) and installs model/requirements-dev.txt into it.
+#
+#   scripts/model-venv.sh [--force]
+#
+# Separate from the Pulumi program's .venv: TensorFlow resolves protobuf 7, pulumi pins < 7.
+# Idempotent: installs only when the requirements files (or the Python version) changed since
+# the last successful install, tracked by a hash stamp inside the venv. --force reinstalls.
+# PYTHON picks the interpreter (default python3, 3.11).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODEL_DIR="$ROOT/model"
+VENV="$MODEL_DIR/.venv"
+STAMP="$VENV/.requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[model-venv.sh] %s\n' "$*" >&2; }
+
+force=0
+case "${1:-}" in
+"") ;;
+--force) force=1 ;;
+*) echo "usage: $0 [--force]" >&2; exit 2 ;;
+esac
+
+wanted="$(
+    {
+        "$PYTHON" --version 2>&1
+        cat "$MODEL_DIR/requirements.txt" "$MODEL_DIR/requirements-dev.txt"
+    } | sha256sum | cut -d' ' -f1
+)"
+
+if [[ $force -eq 0 && -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$wanted" ]]; then
+    log "up to date: $VENV"
+    exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+rm -f "$STAMP"
+log "installing model/requirements-dev.txt"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODEL_DIR/requirements-dev.txt"
+# Written last: an interrupted install leaves no stamp and is redone next time.
+printf '%s\n' "$wanted" >"$STAMP"
+log "ready: $VENV"
