@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Builds the project's tool binaries from Go modules into .bin/ (git-ignored).
+#
+#   scripts/toolchain.sh            engine tools: pulumi, pulumi-language-python (+ exec script),
+#                                   pulumi-resource-kubernetes, pulumi-resource-docker-build
+#   scripts/toolchain.sh cluster    local control plane: etcd, kube-apiserver,
+#                                   kube-controller-manager, kube-scheduler, kwok, kwokctl,
+#                                   and kubectl to use it
+#   scripts/toolchain.sh all        both
+#   scripts/toolchain.sh verify     report the version of every binary present in .bin/
+#   scripts/toolchain.sh NAME...    just those binaries (names as listed above)
+#
+# One module per upstream project under tools/<dir>/ (our own go.mod/go.sum, and our own main
+# where upstream's cannot be built as a dependency). Binaries are built one at a time with
+# `CGO_ENABLED=0 go build -p 2 -trimpath -ldflags "-s -w -X <version variable>=<version>"`.
+# A binary is rebuilt only when its stamp changes: a hash of every file of its tools/<dir>/, the
+# package, the build flags and ldflags, and `go env GOVERSION`. Go's module and build caches are reused (GOMODCACHE,
+# GOCACHE), so a rerun with nothing changed takes a second or two.
+#
+# If a `pulumi` of exactly $PULUMI_VERSION is on PATH (outside .bin/), it is used: the CLI and
+# the Python language host are not built, and .bin/pulumi becomes a symlink to it.
+#
+# Providers are installed into a project-local PULUMI_HOME (.state/pulumi-home, override with
+# PULUMI_HOME) with `pulumi plugin install resource NAME VERSION --file .bin/pulumi-resource-NAME`,
+# so the engine finds the exact version the Python packages ask for without any download.
+# Run the engine with (PULUMI_IGNORE_AMBIENT_PLUGINS: else the copies in .bin/, being on PATH,
+# would win over PULUMI_HOME whatever their version; the language host is still found beside
+# the CLI):
+#   PATH=$PWD/.bin:$PATH PULUMI_HOME=$PWD/.state/pulumi-home PULUMI_IGNORE_AMBIENT_PLUGINS=true \
+#   PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
+#   PULUMI_BACKEND_URL=file://$PWD/.state/pulumi-state PULUMI_CONFIG_PASSPHRASE=... pulumi ...
+#
+# Exits non-zero, after trying every requested binary, if any of them could not be built.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN="$ROOT/.bin"
+STAMPS="$BIN/.stamps"
+TOOLS="$ROOT/tools"
+LOGS="$ROOT/.state/toolchain-logs"
+export PULUMI_HOME="${PULUMI_HOME:-$ROOT/.state/pulumi-home}"
+
+log() { printf '[toolchain] %s\n' "$*"; }
+err() { printf '[toolchain] ERROR: %s\n' "$*" >&2; }
+
+# Pins. The engine tools follow the Python program's pins in requirements.txt (the engine matches
+# plugin versions exactly); Kubernetes follows tools/KUBERNETES_VERSION (shared with the OpenAPI
+# schemas). Each tools/<dir>/go.mod must require the same version: checked before building.
+pin() { # PACKAGE: its ==version in requirements.txt
+    sed -n "s/^$1==\([^[:space:]#;]*\).*/\1/p" "$ROOT/requirements.txt" 2>/dev/null | head -1
+}
+PULUMI_VERSION=$(pin pulumi)
+KUBERNETES_PROVIDER_VERSION=$(pin pulumi-kubernetes)
+DOCKER_BUILD_PROVIDER_VERSION=$(pin pulumi-docker-build)
+KUBERNETES_VERSION=$(cat "$TOOLS/KUBERNETES_VERSION" 2>/dev/null)
+KUBERNETES_VERSION=${KUBERNETES_VERSION#v}
+ETCD_VERSION=3.6.16
+KWOK_VERSION=0.8.0
+for v in PULUMI_VERSION KUBERNETES_PROVIDER_VERSION DOCKER_BUILD_PROVIDER_VERSION KUBERNETES_VERSION; do
+    [ -n "${!v}" ] || { err "cannot read $v (requirements.txt pins / tools/KUBERNETES_VERSION)"; exit 2; }
+done
+
+ENGINE_TOOLS=(pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-resource-docker-build)
+CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl)
+
+command -v go >/dev/null 2>&1 || { err "go is not on PATH (Go 1.26 is needed; /usr/local/go/bin?)"; exit 2; }
+GO_VERSION=$(go env GOVERSION)
+export CGO_ENABLED=0
+BUILD_FLAGS=(-p 2 -trimpath -buildvcs=false) # -p 2: the machine has 2 cores; links need 1-2 GB
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+
+# spec NAME: sets DIR (tools/ subdirectory), PKG (main package), XFLAGS (-X version flags), and
+# MOD/MODVER (the module whose version tools/DIR/go.mod must require, checked against the pins
+# above so the version ldflags cannot drift from what is built; empty for pseudo-versions).
+spec() {
+    MOD="" MODVER="" BLOCKED=""
+    local k8s_base="k8s.io/component-base/version" cg="k8s.io/client-go/pkg/version"
+    local kv="v$KUBERNETES_VERSION" kmaj="${KUBERNETES_VERSION%%.*}" kmin
+    kmin="${KUBERNETES_VERSION#*.}"; kmin="${kmin%%.*}"
+    local k8s_x="-X $k8s_base.gitVersion=$kv -X $k8s_base.gitMajor=$kmaj -X $k8s_base.gitMinor=$kmin"
+    k8s_x+=" -X $k8s_base.gitTreeState=clean -X $cg.gitVersion=$kv -X $cg.gitMajor=$kmaj -X $cg.gitMinor=$kmin"
+    k8s_x+=" -X $cg.gitTreeState=clean"
+    case "$1" in
+    pulumi)
+        DIR=pulumi PKG=github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+        MOD=github.com/pulumi/pulumi/pkg/v3 MODVER=v$PULUMI_VERSION
+        XFLAGS="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" ;;
+    pulumi-language-python | pulumi-resource-kubernetes)
+        # No recipe: the module proxy refuses these modules at every version (403), so no
+        # go.mod could be resolved or checked. Evidence and what was tried: tools/README.md.
+        DIR="" BLOCKED="the Go module proxy refuses its module at every version (403); see tools/README.md" ;;
+    pulumi-resource-docker-build)
+        DIR=pulumi-resource-docker-build PKG=github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build
+        MOD=github.com/pulumi/pulumi-docker-build MODVER=v$DOCKER_BUILD_PROVIDER_VERSION
+        XFLAGS="-X github.com/pulumi/pulumi-docker-build/provider.Version=$DOCKER_BUILD_PROVIDER_VERSION" ;;
+    etcd)
+        DIR=etcd PKG=go.etcd.io/etcd/server/v3 MOD=go.etcd.io/etcd/server/v3 MODVER=v$ETCD_VERSION
+        # etcd's version.Version is a constant: the module version is what it reports.
+        XFLAGS="" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+        DIR=kubernetes PKG="k8s.io/kubernetes/cmd/$1" XFLAGS="$k8s_x"
+        MOD=k8s.io/kubernetes MODVER=$kv ;;
+    kwok | kwokctl)
+        DIR=kwok PKG="sigs.k8s.io/kwok/cmd/$1" MOD=sigs.k8s.io/kwok MODVER=v$KWOK_VERSION
+        # Same spelling as upstream source (no "v"); KubeVersion is the default kwokctl assumes.
+        XFLAGS="-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION" ;;
+    *) return 1 ;;
+    esac
+}
+
+stamp_of() { # NAME: hash of the tool's inputs
+    (
+        cd "$TOOLS/$DIR" || exit 1
+        find . -type f ! -name '*-embed.json' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+        printf '%s\n' "$1" "$PKG" "${BUILD_FLAGS[*]}" "$XFLAGS" "$GO_VERSION" "$(go env GOOS GOARCH)"
+    ) | sha256sum | cut -d' ' -f1
+}
+
+# A pulumi of exactly the pinned version on PATH (not ours) replaces building CLI + host.
+external_pulumi() {
+    local p v
+    p=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$BIN" | paste -sd: -) command -v pulumi 2>/dev/null) || return 1
+    v=$("$p" version 2>/dev/null) || return 1
+    [ "$v" = "v$PULUMI_VERSION" ] && printf '%s\n' "$p"
+}
+
+FAILED=()
+BUILT=()
+
+build_one() {
+    local name=$1 out="$BIN/$1" stamp t0 secs logf
+    spec "$name" || { err "unknown tool '$name'"; FAILED+=("$name"); return; }
+    if [ -n "$BLOCKED" ]; then
+        err "$name: cannot be built here: $BLOCKED"; FAILED+=("$name"); return
+    fi
+    if [ ! -f "$TOOLS/$DIR/go.mod" ]; then
+        err "$name: tools/$DIR/go.mod is missing"; FAILED+=("$name"); return
+    fi
+    local have
+    if [ -n "$MOD" ] && have=$(cd "$TOOLS/$DIR" && go list -m -f '{{.Version}}' "$MOD" 2>/dev/null) &&
+        [ "$have" != "$MODVER" ]; then
+        err "$name: tools/$DIR/go.mod requires $MOD $have but scripts/toolchain.sh pins $MODVER"
+        FAILED+=("$name")
+        return
+    fi
+    stamp=$(stamp_of "$name")
+    if [ -x "$out" ] && [ ! -L "$out" ] && [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$stamp" ]; then
+        log "$name: up to date (stamp ${stamp:0:12})"
+        return
+    fi
+    logf="$LOGS/$name.log"
+    log "$name: building $PKG in tools/$DIR (log: ${logf#"$ROOT"/}) ..."
+    t0=$(date +%s)
+    # /usr/bin/time, where present, adds the peak memory of the compiler/linker to the log.
+    local timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'peak RSS %M KB')
+    if ! (cd "$TOOLS/$DIR" && "${timer[@]}" go build "${BUILD_FLAGS[@]}" -ldflags "-s -w $XFLAGS" -o "$out.tmp" "$PKG") >"$logf" 2>&1; then
+        rm -f "$out.tmp"
+        secs=$(($(date +%s) - t0))
+        if grep -q 'missing go.sum entry' "$logf"; then
+            # go.sum could not be made: ask the proxy for the modules, to show why.
+            (cd "$TOOLS/$DIR" && go mod download) >>"$logf" 2>&1
+        fi
+        err "$name: build failed after ${secs}s; last lines of ${logf#"$ROOT"/}:"
+        grep -v '^go: downloading' "$logf" | tail -n 8 >&2
+        if grep -q '403 Forbidden' "$logf"; then
+            err "$name: the Go module proxy refuses a module this tool needs (see tools/README.md)"
+        fi
+        FAILED+=("$name")
+        return
+    fi
+    mv -f "$out.tmp" "$out"
+    printf '%s\n' "$stamp" >"$STAMPS/$name"
+    secs=$(($(date +%s) - t0))
+    log "$name: built in ${secs}s ($(du -h "$out" | cut -f1)$(grep -o 'peak RSS [0-9]* KB' "$logf" | tail -1 | sed 's/^/, /'))"
+    BUILT+=("$name")
+}
+
+install_plugins() {
+    # Copy each built provider into the project-local PULUMI_HOME at its exact version, so the
+    # engine resolves it with no PATH lookup and no download.
+    local cli=$BIN/pulumi name ver
+    [ -x "$cli" ] || { log "plugins: no pulumi CLI in .bin/; provider install into PULUMI_HOME skipped"; return 0; }
+    mkdir -p "$PULUMI_HOME"
+    for name in kubernetes docker-build; do
+        case $name in kubernetes) ver=$KUBERNETES_PROVIDER_VERSION ;; *) ver=$DOCKER_BUILD_PROVIDER_VERSION ;; esac
+        [ -x "$BIN/pulumi-resource-$name" ] || continue
+        if PULUMI_SKIP_UPDATE_CHECK=true "$cli" plugin install resource "$name" "$ver" \
+            --file "$BIN/pulumi-resource-$name" --reinstall >"$LOGS/plugin-$name.log" 2>&1; then
+            log "plugins: resource $name v$ver installed into ${PULUMI_HOME#"$ROOT"/}"
+        else
+            err "plugins: installing resource $name v$ver failed (see ${LOGS#"$ROOT"/}/plugin-$name.log)"
+            FAILED+=("plugin-$name")
+        fi
+    done
+}
+
+# Providers have no --version flag: start one and ask it over gRPC (GetPluginInfo), with the
+# Python SDK's generated stubs from a virtualenv that has pulumi (VERIFY_PYTHON, else .venv).
+provider_version() {
+    local py=${VERIFY_PYTHON:-$ROOT/.venv/bin/python}
+    "$py" -c 'import pulumi.runtime.proto' >/dev/null 2>&1 ||
+        { echo "(not asked: $py cannot import pulumi; set VERIFY_PYTHON)"; return; }
+    "$py" - "$1" <<'PY' 2>&1 | tail -1
+import subprocess, sys
+import grpc
+from google.protobuf import empty_pb2
+from pulumi.runtime.proto import provider_pb2_grpc
+p = subprocess.Popen([sys.argv[1]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+try:
+    port = p.stdout.readline().strip()
+    stub = provider_pb2_grpc.ResourceProviderStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    print("v" + stub.GetPluginInfo(empty_pb2.Empty(), timeout=30).version)
+finally:
+    p.terminate()
+    p.wait(10)
+PY
+}
+
+verify() {
+    local name v
+    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}"; do
+        [ -e "$BIN/$name" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
+        case $name in
+        pulumi) v=$("$BIN/pulumi" version 2>&1) ;;
+        pulumi-language-python) v="(gRPC server; stamped like the CLI)" ;;
+        pulumi-resource-*) v=$(provider_version "$BIN/$name") ;;
+        etcd) v=$("$BIN/etcd" --version 2>&1 | head -1) ;;
+        kube-*) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
+        kubectl) v=$("$BIN/kubectl" version --client 2>&1 | head -1) ;;
+        kwok | kwokctl) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
+        esac
+        printf '  %-30s %s\n' "$name" "$v"
+    done
+}
+
+main() {
+    mkdir -p "$BIN" "$STAMPS" "$LOGS"
+    local targets=() t0 ext name
+    [ $# -eq 0 ] && set -- engine
+    for a in "$@"; do
+        case $a in
+        engine) targets+=("${ENGINE_TOOLS[@]}") ;;
+        cluster) targets+=("${CLUSTER_TOOLS[@]}") ;;
+        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}") ;;
+        verify) verify; return 0 ;;
+        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed 's/^# \{0,1\}//;$d'; return 0 ;;
+        *) targets+=("$a") ;;
+        esac
+    done
+    t0=$(date +%s)
+    log "Go $GO_VERSION; output $BIN; GOMODCACHE $(go env GOMODCACHE); GOCACHE $(go env GOCACHE)"
+    for name in "${targets[@]}"; do
+        if [ "$name" = pulumi ] || [ "$name" = pulumi-language-python ]; then
+            if ext=$(external_pulumi); then
+                log "$name: using pulumi v$PULUMI_VERSION found on PATH at $ext (not building)"
+                [ "$name" = pulumi ] && ln -sfn "$ext" "$BIN/pulumi"
+                continue
+            fi
+            # Drop a stale symlink from an earlier run that used an external pulumi.
+            [ -L "$BIN/$name" ] && rm -f "$BIN/$name"
+        fi
+        build_one "$name"
+    done
+    case " ${targets[*]} " in *" pulumi-resource-"*) install_plugins ;; esac
+    log "done in $(($(date +%s) - t0))s${BUILT:+; built: ${BUILT[*]}}"
+    if [ ${#FAILED[@]} -gt 0 ]; then
+        err "not built: ${FAILED[*]} (details above and in ${LOGS#"$ROOT"/}/; see tools/README.md)"
+        return 1
+    fi
+}
+
+main "$@"; exit $?
