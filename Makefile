@@ -22,6 +22,9 @@ export PULUMI_BACKEND_URL := file://$(CURDIR)/.state/pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= dev-only-local-state-passphrase
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+# .bin/ is on PATH and holds provider binaries; plugins come from PULUMI_HOME at their pinned
+# versions, not from whatever `pulumi-resource-*` PATH offers first.
+export PULUMI_IGNORE_AMBIENT_PLUGINS := true
 # Behind a TLS-intercepting proxy the image build trusts the same CA bundle as this machine.
 export MODEL_BUILD_CA_BUNDLE ?= $(SSL_CERT_FILE)
 
@@ -53,6 +56,10 @@ setup: venv model-venv schemas ## Everything the unit and model tests need
 .PHONY: toolchain
 toolchain: ## Build pulumi, its Python language host and the providers from Go modules
 	scripts/toolchain.sh
+
+.PHONY: toolchain-cluster
+toolchain-cluster: ## Build etcd, the Kubernetes control plane and kwok from Go modules
+	scripts/toolchain.sh cluster
 
 .PHONY: docker
 docker: ## Start the Docker engine and the registry on 127.0.0.1:5000

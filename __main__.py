@@ -16,13 +16,27 @@ from settings import ConfigError, load_settings
 # so it comes from the environment: the path of a PEM bundle the image build should trust.
 BUILD_CA_BUNDLE_ENV = "MODEL_BUILD_CA_BUNDLE"
 
+
+def build_ca_bundle() -> str | None:
+    """The PEM bundle named by $MODEL_BUILD_CA_BUNDLE, if set."""
+    path = os.environ.get(BUILD_CA_BUNDLE_ENV)
+    if not path:
+        return None
+    try:
+        bundle = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise pulumi.RunError(f"{BUILD_CA_BUNDLE_ENV}={path}: cannot read it ({error})") from None
+    if "-----BEGIN CERTIFICATE-----" not in bundle:
+        raise pulumi.RunError(f"{BUILD_CA_BUNDLE_ENV}={path}: holds no PEM certificate")
+    return bundle
+
+
 try:
     settings = load_settings()
 except ConfigError as error:
     # RunError ends the program with the message alone: no traceback for a config mistake.
     raise pulumi.RunError(str(error)) from None
 
-ca_bundle_path = os.environ.get(BUILD_CA_BUNDLE_ENV)
 provider = kubernetes_provider("kubernetes", settings.kubernetes)
 
 image = ModelImage(
@@ -31,7 +45,7 @@ image = ModelImage(
         image=settings.image,
         context_dir="model",
         model_name=settings.server.model_name,
-        ca_bundle=Path(ca_bundle_path).read_text() if ca_bundle_path else None,
+        ca_bundle=build_ca_bundle(),
     ),
 )
 gpu_pool = GpuNodePool(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 import stack_outputs
@@ -111,3 +113,29 @@ def test_the_schema_check_rejects_a_misspelt_or_mistyped_field() -> None:
     errors = validation_errors(deployment)
     assert any("readinesProbe" in e for e in errors), errors
     assert any("spec/replicas" in e for e in errors), errors
+
+
+def test_the_build_ca_bundle_from_the_environment_becomes_a_build_secret(
+    mocks: StackMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("MODEL_BUILD_CA_BUNDLE", str(bundle))
+    run_stack("dev")
+    image = mocks.one("docker-build:index:Image")
+    assert image.inputs["secrets"]["ca_bundle"] == bundle.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read it"), ("not a certificate", "holds no PEM certificate")],
+)
+def test_a_bad_build_ca_bundle_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, message: str
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    if content is not None:
+        bundle.write_text(content)
+    monkeypatch.setenv("MODEL_BUILD_CA_BUNDLE", str(bundle))
+    with pytest.raises(pulumi.RunError, match=f"MODEL_BUILD_CA_BUNDLE={bundle}: {message}"):
+        run_stack("dev")
