@@ -8,7 +8,7 @@ import runpy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import yaml
@@ -19,6 +19,7 @@ from pulumi.runtime.sync_await import _sync_await
 from settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+_T = TypeVar("_T")
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
 
@@ -143,6 +144,13 @@ def settings_for(stack: str, **overrides: object) -> Settings:
 def run(program: Callable[[], None]) -> None:
     """Run `program` under the mocks and wait until every resource has been registered."""
     _sync_await(run_pulumi_func(program))
+
+
+def construct(factory: Callable[[], _T]) -> _T:
+    """Build a component under the mocks, wait for its registrations, and return it."""
+    built: list[_T] = []
+    run(lambda: built.append(factory()))
+    return built[0]
 
 
 def run_stack(stack: str, **overrides: object) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.gpu_node_pool import GPU_TOLERATION, GpuNodePool, GpuNodePoolArgs, Scheduling
-from tests.unit.harness import ROOT, StackMocks, resolve, run, settings_for
+from tests.unit.harness import ROOT, StackMocks, construct, resolve, settings_for
 
 GPU_TOLERATION_DICT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 EKS = {
@@ -23,14 +23,12 @@ EKS = {
 
 def pool(stack: str, **overrides: object) -> GpuNodePool:
     settings = settings_for(stack, **overrides)
-    box: list[GpuNodePool] = []
 
-    def program() -> None:
+    def program() -> GpuNodePool:
         provider = k8s.Provider("kubernetes", render_yaml_to_directory="unused")
-        box.append(GpuNodePool("gpu-pool", GpuNodePoolArgs(settings.gpu_pool, provider)))
+        return GpuNodePool("gpu-pool", GpuNodePoolArgs(settings.gpu_pool, provider))
 
-    run(program)
-    return box[0]
+    return construct(program)
 
 
 def cloud_resources(mocks: StackMocks) -> list[str]:

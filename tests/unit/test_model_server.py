@@ -8,29 +8,21 @@ import pytest
 
 from components.gpu_node_pool import scheduling_for
 from components.model_server import ModelServer, ModelServerArgs
-from tests.unit.harness import StackMocks, resolve, run, settings_for
+from tests.unit.harness import StackMocks, construct, resolve, settings_for
 
 IMAGE_REF = "127.0.0.1:5000/model-server@sha256:" + "ab" * 32
 
 
 def serve(stack: str = "dev", **overrides: object) -> ModelServer:
     settings = settings_for(stack, **overrides)
-    box: list[ModelServer] = []
-    run(
-        lambda: box.append(
-            ModelServer(
-                "model-server",
-                ModelServerArgs(
-                    server=settings.server,
-                    namespace=settings.kubernetes.namespace,
-                    create_namespace=settings.kubernetes.create_namespace,
-                    image_ref=IMAGE_REF,
-                    scheduling=scheduling_for(settings.gpu_pool),
-                ),
-            )
-        )
+    args = ModelServerArgs(
+        server=settings.server,
+        namespace=settings.kubernetes.namespace,
+        create_namespace=settings.kubernetes.create_namespace,
+        image_ref=IMAGE_REF,
+        scheduling=scheduling_for(settings.gpu_pool),
     )
-    return box[0]
+    return construct(lambda: ModelServer("model-server", args))
 
 
 def pod_spec(mocks: StackMocks) -> dict[str, Any]:
