@@ -58,8 +58,16 @@ toolchain: ## Build pulumi, its Python language host and the providers from Go m
 	scripts/toolchain.sh
 
 .PHONY: toolchain-cluster
-toolchain-cluster: ## Build etcd, the Kubernetes control plane and kwok from Go modules
+toolchain-cluster: ## Build etcd, the Kubernetes control plane, kubectl and kwok from Go modules
 	scripts/toolchain.sh cluster
+
+.PHONY: cluster
+cluster: toolchain-cluster ## Start Docker, the registry and a local cluster with simulated GPU nodes
+	scripts/cluster.sh start
+
+.PHONY: cluster-stop
+cluster-stop: ## Stop the local cluster, Docker and the registry
+	scripts/cluster.sh stop
 
 .PHONY: docker
 docker: ## Start the Docker engine and the registry on 127.0.0.1:5000
@@ -71,7 +79,7 @@ base-image: docker ## Make the local Debian + Python base image (no public regis
 
 .PHONY: stop
 stop: ## Stop every server this project started (by PID)
-	scripts/docker.sh stop
+	scripts/cluster.sh stop
 
 # --- Stacks -----------------------------------------------------------------------------
 
@@ -101,7 +109,7 @@ preview: venv engine-check ## Show what `make up` would change in STACK, with th
 lint: venv model-venv ## ruff and mypy (strict on components/ and settings; the model with its venv)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components tests/unit tests/image
+	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components tests/unit tests/image tests/cluster
 	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests ../bench
 
 .PHONY: test-unit
@@ -116,8 +124,12 @@ test-model: model-venv ## Model layer: training round trip, the server over real
 test-image: venv base-image ## Builds the image, runs it, predicts over HTTP; TF Serving checks
 	$(VENV)/bin/pytest tests/image
 
+.PHONY: test-cluster
+test-cluster: venv cluster ## The declared objects admitted and scheduled by a real control plane
+	$(VENV)/bin/pytest -m cluster tests/cluster
+
 .PHONY: test
-test: lint test-unit test-model test-image ## Everything CI runs
+test: lint test-unit test-model test-image test-cluster ## Everything CI runs
 
 .PHONY: bench
 bench: model-venv ## Python runtime vs Flask + Keras predict (writes bench/results/)

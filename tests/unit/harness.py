@@ -17,6 +17,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from settings import Settings, load_settings
+from tests.unit.kubernetes_schema import integral_numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 _T = TypeVar("_T")
@@ -116,9 +117,9 @@ class StackMocks(pulumi.runtime.Mocks):
         return found[0]
 
     def kubernetes_objects(self) -> list[dict[str, Any]]:
-        """Every Kubernetes object the program would send to the API server."""
+        """Every Kubernetes object the program would send to the API server, as its JSON."""
         return [
-            c.inputs
+            integral_numbers(c.inputs)
             for c in self.created
             if c.type.startswith("kubernetes:") and c.type != "pulumi:providers:kubernetes"
         ]

@@ -67,20 +67,20 @@ def _validator(api_version: str, kind: str) -> Draft202012Validator:
     raise KeyError(f"{api_version} {kind} is not in Kubernetes {kubernetes_version()}")
 
 
-def _integral(value: Any) -> Any:
+def integral_numbers(value: Any) -> Any:
     """Pulumi's wire format carries numbers as floats; Kubernetes integers are ints."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
+        return {key: integral_numbers(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_integral(item) for item in value]
+        return [integral_numbers(item) for item in value]
     return value
 
 
 def validation_errors(manifest: dict[str, Any]) -> list[str]:
     """Every schema violation of one object, as `path: message`."""
-    obj = _integral(manifest)
+    obj = integral_numbers(manifest)
     validator = _validator(obj["apiVersion"], obj["kind"])
     return [
         f"{obj['kind']}/{obj.get('metadata', {}).get('name')} "
