@@ -94,13 +94,18 @@ engine-check: ## Check that the Pulumi CLI of the pinned version is on PATH
 
 # --skip-plugin-pre-install: .venv also holds the prod stack's cloud SDKs, whose plugins the
 # dev stack never loads; without it the engine would insist on installing them first.
+# The dev stack targets the local cluster; its kubeconfig path belongs to this machine, so it
+# comes from the environment (scripts/cluster.sh env) rather than the stack file.
+LOCAL_CLUSTER := $(if $(filter dev,$(STACK)),cluster)
 .PHONY: up
-up: venv docker base-image engine-check ## Build, push and deploy STACK (default dev)
-	pulumi stack select --create $(STACK)
+up: engine-check venv base-image $(LOCAL_CLUSTER) ## Build, push and deploy STACK (default dev)
+	$(if $(LOCAL_CLUSTER),eval "$$(scripts/cluster.sh env)";) \
+	pulumi stack select --create $(STACK) && \
 	pulumi up --stack $(STACK) --skip-plugin-pre-install --yes
 
 .PHONY: preview
-preview: venv engine-check ## Show what `make up` would change in STACK, with the diff
+preview: engine-check venv $(LOCAL_CLUSTER) ## Show what `make up` would change in STACK, with the diff
+	$(if $(LOCAL_CLUSTER),eval "$$(scripts/cluster.sh env)";) \
 	pulumi preview --stack $(STACK) --skip-plugin-pre-install --diff
 
 # --- Checks -----------------------------------------------------------------------------
