@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from fractions import Fraction
@@ -10,7 +9,7 @@ from fractions import Fraction
 import pulumi
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from settings import ConfigError, Quantity, load_settings
@@ -279,12 +278,12 @@ def test_random_malformed_configs_yield_clear_errors_never_a_traceback(
     try:
         settings_for(stack, **broken)
     except ConfigError as error:
+        event("rejected")
         assert error.problems
         for problem in error.problems:
             assert re.match(rf"^{PROJECT}:[A-Za-z]+( = .*: .+| is not set: .+)$", problem, re.S)
             assert "Traceback" not in problem
     else:
-        # Accepted: then every value was one the rules allow, so the program can build with it.
-        loaded = load_settings()
-        assert loaded.server.autoscaling.min_replicas <= loaded.server.autoscaling.max_replicas
-        json.dumps(broken, default=str)
+        # Accepted: every value was one the rules allow, so the whole program runs with it.
+        event("accepted")
+        run_stack(stack, **broken)
