@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pulumi
 import pulumi_kubernetes as k8s
 
 from settings import KubernetesSettings
@@ -23,5 +22,4 @@ def kubernetes_provider(name: str, cluster: KubernetesSettings) -> k8s.Provider:
         # Objects outside the namespace (the Namespace itself, the EKS device plugin) name
         # their own; everything else lands in the serving namespace.
         namespace=cluster.namespace,
-        opts=pulumi.ResourceOptions(),
     )
