@@ -212,6 +212,17 @@ stop_pid() {
     log "$what stopped"
 }
 
+# dockerd leaves the bind mount of its network namespace (<exec-root>/netns/default) behind
+# when it exits; release whatever is still mounted under our exec-root once it is gone.
+release_mounts() {
+    local root mount
+    root="$(exec_root)"
+    live_pid "$DOCKERD_PIDFILE" dockerd >/dev/null && return 0
+    while read -r mount; do
+        umount "$mount" && log "released mount $mount"
+    done < <(awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r)
+}
+
 status() {
     local rc=0 pid
     if daemon_answers; then
@@ -251,6 +262,7 @@ main() {
         # Registry first: it does not depend on the engine, but a push in flight does.
         stop_pid registry "$REGISTRY_PIDFILE" docker-registry
         stop_pid dockerd "$DOCKERD_PIDFILE" dockerd
+        release_mounts
         ;;
     status) status ;;
     *)
