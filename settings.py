@@ -91,6 +91,7 @@ _LABEL_KEY = re.compile(
 )
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PLATFORM = re.compile(r"^linux/(?:amd64|arm64)$")
+_BUILDER_NAME_OR_EMPTY = re.compile(r"^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class ImageSettings:
     base_image: str | None
     platform: str
     build_network: BuildNetwork
+    builder: str | None
     cache_mode: CacheMode
     build_on_preview: bool
     registry_auth: RegistryAuth
@@ -394,6 +396,8 @@ def _image(r: _Reader, runtime: ServingRuntime) -> ImageSettings:
         build_network=r.choice(
             "imageBuildNetwork", cast(tuple[BuildNetwork, ...], ("default", "host", "none"))
         ),
+        builder=r.text("imageBuilder", _BUILDER_NAME_OR_EMPTY, "must be a buildx builder name")
+        or None,
         cache_mode=r.choice(
             "imageCacheMode", cast(tuple[CacheMode, ...], ("inline", "registry", "none"))
         ),

@@ -60,6 +60,7 @@ class ModelImage(pulumi.ComponentResource):
             build_args=build_args,
             platforms=[docker_build.Platform(image.platform)],
             network=docker_build.NetworkMode(image.build_network),
+            builder=docker_build.BuilderConfigArgs(name=image.builder) if image.builder else None,
             secrets=secrets,
             # The CA bundle differs between machines but never changes the image.
             ignore_secrets_in_diff_calculation=[CA_BUNDLE_SECRET_ID],

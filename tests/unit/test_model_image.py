@@ -125,3 +125,13 @@ def test_identical_inputs_give_an_identical_reference_and_a_change_gives_a_new_o
     changed = resolve(build("dev", imageVariant="gpu").image_ref)
     assert first == again
     assert changed != first
+
+
+def test_the_stack_can_name_its_buildx_builder(mocks: StackMocks) -> None:
+    build("dev", imageBuilder="local-buildkitd")
+    assert mocks.one(IMAGE).inputs["builder"] == {"name": "local-buildkitd"}
+
+
+def test_without_a_builder_name_the_provider_chooses(mocks: StackMocks) -> None:
+    build("dev")
+    assert "builder" not in mocks.one(IMAGE).inputs

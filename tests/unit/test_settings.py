@@ -98,6 +98,7 @@ RULES = [
     ("imagePlatform", "windows/amd64", "must be linux/amd64 or linux/arm64"),
     ("imageBuildNetwork", "bridge", "must be one of default, host, none"),
     ("imageCacheMode", "local", "must be one of inline, registry, none"),
+    ("imageBuilder", "my builder", 'imageBuilder = "my builder": must be a buildx builder name'),
     ("imageBuildOnPreview", "yes", 'imageBuildOnPreview = "yes": must be true or false'),
     ("registryAuth", "token", "must be one of none, basic, gcp, ecr"),
     ("gpuPoolProvider", "aks", "must be one of existing, gke, eks"),
