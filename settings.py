@@ -339,8 +339,7 @@ class _Reader:
         return quantity
 
     def secret(self, key: str) -> pulumi.Output[str] | None:
-        value = self._config.get_secret(key)
-        return value if value is not None else None
+        return self._config.get_secret(key)
 
 
 def _is_cidr(text: str) -> bool:
