@@ -145,9 +145,9 @@ class ModelServer(pulumi.ComponentResource):
             }
         )
 
-    def _metadata(self, name: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    def _metadata(self) -> k8s.meta.v1.ObjectMetaArgs:
         return k8s.meta.v1.ObjectMetaArgs(
-            name=name or self._object_name, namespace=self._namespace, labels=self._labels
+            name=self._object_name, namespace=self._namespace, labels=self._labels
         )
 
     def _namespace_object(self, name: str) -> k8s.core.v1.Namespace:
