@@ -91,7 +91,7 @@ _LABEL_KEY = re.compile(
 )
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PLATFORM = re.compile(r"^linux/(?:amd64|arm64)$")
-_BUILDER_NAME_OR_EMPTY = re.compile(r"^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$")
+_BUILDER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -268,8 +268,16 @@ class _Reader:
             self.problem(key, value, rule)
         return value
 
-    def optional_text(self, key: str) -> str | None:
-        return self.text(key) or None
+    def optional_text(
+        self, key: str, pattern: re.Pattern[str] | None = None, rule: str = ""
+    ) -> str | None:
+        """A value that may be left empty (unset); when set, it must match `pattern`."""
+        value = self.text(key)
+        if not value:
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.problem(key, value, rule)
+        return value
 
     def choice(self, key: str, options: tuple[_T, ...]) -> _T:
         value = self._raw(key)
@@ -395,8 +403,7 @@ def _image(r: _Reader, runtime: ServingRuntime) -> ImageSettings:
         build_network=r.choice(
             "imageBuildNetwork", cast(tuple[BuildNetwork, ...], ("default", "host", "none"))
         ),
-        builder=r.text("imageBuilder", _BUILDER_NAME_OR_EMPTY, "must be a buildx builder name")
-        or None,
+        builder=r.optional_text("imageBuilder", _BUILDER_NAME, "must be a buildx builder name"),
         cache_mode=r.choice(
             "imageCacheMode", cast(tuple[CacheMode, ...], ("inline", "registry", "none"))
         ),
