@@ -8,23 +8,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 STACK ?= dev
 KUBERNETES_VERSION := $(shell cat tools/KUBERNETES_VERSION)
-PULUMI_VERSION := $(shell sed -n 's/^pulumi==//p' requirements.txt)
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.bin:$(PATH)
 
-# The Pulumi engine, local and offline: state in a file backend under .state/, plugins from
-# .bin/ through a project-local PULUMI_HOME, never downloaded. The passphrase only guards the
-# local dev state; it is not a secret (real environments use a KMS or the Pulumi Cloud).
-export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
-export PULUMI_BACKEND_URL := file://$(CURDIR)/.state/pulumi-state
-export PULUMI_CONFIG_PASSPHRASE ?= dev-only-local-state-passphrase
-export PULUMI_SKIP_UPDATE_CHECK := true
-export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
-# .bin/ is on PATH and holds provider binaries; plugins come from PULUMI_HOME at their pinned
-# versions, not from whatever `pulumi-resource-*` PATH offers first.
-export PULUMI_IGNORE_AMBIENT_PLUGINS := true
+# The engine's environment (local file backend, project-local PULUMI_HOME, offline flags) is
+# owned by engine/environment.py; `python -m engine env` prints it for the plain CLI.
+ENGINE := $(PY) -m engine
 # Behind a TLS-intercepting proxy the image build trusts the same CA bundle as this machine.
 export MODEL_BUILD_CA_BUNDLE ?= $(SSL_CERT_FILE)
 
@@ -54,8 +45,8 @@ schemas: ## Copy the official Kubernetes OpenAPI documents of the pinned version
 setup: venv model-venv schemas ## Everything the unit and model tests need
 
 .PHONY: toolchain
-toolchain: ## Build pulumi, its Python language host and the providers from Go modules
-	scripts/toolchain.sh
+toolchain: ## Build every tool from Go modules: the engine, providers, BuildKit, the control plane
+	scripts/toolchain.sh all
 
 .PHONY: toolchain-cluster
 toolchain-cluster: ## Build etcd, the Kubernetes control plane, kubectl and kwok from Go modules
@@ -77,36 +68,50 @@ docker: ## Start the Docker engine and the registry on 127.0.0.1:5000
 base-image: docker ## Make the local Debian + Python base image (no public registry here)
 	scripts/base-image.sh
 
+.PHONY: buildkit
+buildkit: docker ## Start the BuildKit daemon the docker-build provider builds the image with
+	scripts/toolchain.sh buildkitd buildctl docker-buildx
+	scripts/buildkit.sh start
+
 .PHONY: stop
 stop: ## Stop every server this project started (by PID)
+	scripts/buildkit.sh stop
 	scripts/cluster.sh stop
 
 # --- Stacks -----------------------------------------------------------------------------
 
-.PHONY: engine-check
-engine-check: ## Check that the Pulumi CLI of the pinned version is on PATH
-	@found=$$(pulumi version 2>/dev/null || echo none); \
-	if [ "$$found" != "v$(PULUMI_VERSION)" ]; then \
-	  echo "make: needs the Pulumi CLI v$(PULUMI_VERSION) on PATH (found: $$found)." >&2; \
-	  echo "      Install it the usual way, or see tools/README.md for building it here." >&2; \
-	  exit 1; \
-	fi
-
-# --skip-plugin-pre-install: .venv also holds the prod stack's cloud SDKs, whose plugins the
-# dev stack never loads; without it the engine would insist on installing them first.
+# Every stack command goes through our Automation API driver (engine/): exit 0 on success, 1 on
+# an error, and for drift 2 when the live cluster differs from the declared stack.
 # The dev stack targets the local cluster; its kubeconfig path belongs to this machine, so it
 # comes from the environment (scripts/cluster.sh env) rather than the stack file.
 LOCAL_CLUSTER := $(if $(filter dev,$(STACK)),cluster)
+WITH_CLUSTER := $(if $(LOCAL_CLUSTER),eval "$$(scripts/cluster.sh env)";)
+ENGINE_TOOLS := venv engine-toolchain $(LOCAL_CLUSTER)
+DRIFT_REPORT ?= .state/drift-$(STACK).json
+
+.PHONY: engine-toolchain
+engine-toolchain: ## Build (if missing) the Pulumi CLI, its Python host and the providers
+	scripts/toolchain.sh engine
+
 .PHONY: up
-up: engine-check venv base-image $(LOCAL_CLUSTER) ## Build, push and deploy STACK (default dev)
-	$(if $(LOCAL_CLUSTER),eval "$$(scripts/cluster.sh env)";) \
-	pulumi stack select --create $(STACK) && \
-	pulumi up --stack $(STACK) --skip-plugin-pre-install --yes
+up: $(ENGINE_TOOLS) base-image buildkit ## Build, push and deploy STACK (default dev) with the real engine
+	$(WITH_CLUSTER) $(ENGINE) up --stack $(STACK)
 
 .PHONY: preview
-preview: engine-check venv $(LOCAL_CLUSTER) ## Show what `make up` would change in STACK, with the diff
-	$(if $(LOCAL_CLUSTER),eval "$$(scripts/cluster.sh env)";) \
-	pulumi preview --stack $(STACK) --skip-plugin-pre-install --diff
+preview: $(ENGINE_TOOLS) ## Show what `make up` would change in STACK, with the diff
+	$(WITH_CLUSTER) $(ENGINE) preview --stack $(STACK)
+
+.PHONY: drift
+drift: $(ENGINE_TOOLS) ## Compare STACK with the live cluster; writes nothing to state (exit 2: drift)
+	$(WITH_CLUSTER) $(ENGINE) drift --stack $(STACK) --report $(DRIFT_REPORT)
+
+.PHONY: refresh
+refresh: $(ENGINE_TOOLS) ## Accept the live cluster into STACK's state (pulumi refresh)
+	$(WITH_CLUSTER) $(ENGINE) refresh --stack $(STACK)
+
+.PHONY: destroy
+destroy: $(ENGINE_TOOLS) ## Delete everything STACK deployed
+	$(WITH_CLUSTER) $(ENGINE) destroy --stack $(STACK)
 
 # --- Checks -----------------------------------------------------------------------------
 
@@ -133,8 +138,12 @@ test-image: venv base-image ## Builds the image, runs it, predicts over HTTP; TF
 test-cluster: venv cluster ## The declared objects admitted and scheduled by a real control plane
 	$(VENV)/bin/pytest -m cluster tests/cluster
 
+.PHONY: test-engine
+test-engine: venv toolchain base-image buildkit cluster ## Engine layer: preview, up, no-op, change, drift, destroy
+	$(VENV)/bin/pytest -m engine tests/engine
+
 .PHONY: test
-test: lint test-unit test-model test-image test-cluster ## Everything CI runs
+test: lint test-unit test-model test-image test-cluster test-engine ## Everything CI runs
 
 .PHONY: bench
 bench: model-venv ## Python runtime vs Flask + Keras predict (writes bench/results/)

@@ -207,7 +207,6 @@ class ServerSettings:
 
     model_name: str
     runtime: ServingRuntime
-    replicas: int
     resources: ResourceSettings
     autoscaling: AutoscalingSettings
     pdb_max_unavailable: int
@@ -528,7 +527,6 @@ def _server(r: _Reader, runtime: ServingRuntime) -> ServerSettings:
     return ServerSettings(
         model_name=r.text("modelName", _DNS_LABEL, "must be a DNS label (lower case, digits, '-')"),
         runtime=runtime,
-        replicas=r.integer("replicas", minimum=1),
         resources=resources,
         autoscaling=AutoscalingSettings(
             min_replicas=min_replicas,
@@ -562,18 +560,6 @@ def _server(r: _Reader, runtime: ServingRuntime) -> ServerSettings:
 
 
 def _check_across(r: _Reader, pool: GpuPoolSettings, server: ServerSettings) -> None:
-    if server.replicas > server.autoscaling.max_replicas:
-        r.problem(
-            "replicas",
-            server.replicas,
-            f"must be ≤ hpaMaxReplicas ({server.autoscaling.max_replicas})",
-        )
-    if server.replicas < server.autoscaling.min_replicas:
-        r.problem(
-            "replicas",
-            server.replicas,
-            f"must be ≥ hpaMinReplicas ({server.autoscaling.min_replicas})",
-        )
     if server.resources.gpu_count > pool.accelerators_per_node:
         r.problem(
             "gpuCount",

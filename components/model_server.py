@@ -28,6 +28,10 @@ SERVER_UID = 10001
 PROBE_PERIOD_SECONDS = 5
 # Kubernetes sends SIGKILL this long after the grace period's other parts have passed.
 GRACE_MARGIN_SECONDS = 5
+# Server-side apply: an update takes back every field the stack declares from whichever field
+# manager changed it by hand (kubectl edit/patch), so `up` restores drift instead of failing on
+# a conflict. Fields the stack does not declare (the HPA's replica count) keep their owners.
+TAKE_BACK_DECLARED_FIELDS = {"pulumi.com/patchForce": "true"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ class ModelServer(pulumi.ComponentResource):
 
     def _metadata(self) -> k8s.meta.v1.ObjectMetaArgs:
         return k8s.meta.v1.ObjectMetaArgs(
-            name=self._object_name, namespace=self._namespace, labels=self._labels
+            name=self._object_name,
+            namespace=self._namespace,
+            labels=self._labels,
+            annotations=TAKE_BACK_DECLARED_FIELDS,
         )
 
     def _namespace_object(self, name: str) -> k8s.core.v1.Namespace:
@@ -160,6 +167,7 @@ class ModelServer(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=self._namespace,
                 labels={**restricted, "pod-security.kubernetes.io/enforce-version": "latest"},
+                annotations=TAKE_BACK_DECLARED_FIELDS,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -189,7 +197,8 @@ class ModelServer(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=self._metadata(),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=server.replicas,
+                # No replicas: the HPA owns the count. Declaring one would reset the HPA's
+                # choice on every update and show its scaling as drift.
                 revision_history_limit=5,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
                 # Never drop below the serving capacity during a rollout: surge, then retire.

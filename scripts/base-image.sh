@@ -14,6 +14,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${STATE_DIR:-$ROOT/.state}"
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian-python:bookworm}"
+# The same image in the local registry, for BuildKit (scripts/buildkit.sh), which cannot see the
+# Docker engine's images: the dev stack's imageBaseImage.
+REGISTRY_BASE_IMAGE="${REGISTRY_BASE_IMAGE:-127.0.0.1:5000/debian-python:bookworm}"
 SUITE=bookworm
 PACKAGES=python3,python3-venv,ca-certificates
 CACHE_DIR="$STATE_DIR/base-image"
@@ -133,12 +136,20 @@ import_image() {
     log "imported in $((SECONDS - start))s"
 }
 
+# Idempotent: the registry keeps what was pushed, a repeated push only checks the layers.
+push_to_registry() {
+    docker tag "$BASE_IMAGE" "$REGISTRY_BASE_IMAGE"
+    docker push --quiet "$REGISTRY_BASE_IMAGE" >/dev/null || die "pushing $REGISTRY_BASE_IMAGE failed"
+    log "$BASE_IMAGE is in the registry as $REGISTRY_BASE_IMAGE"
+}
+
 main() {
     local start=$SECONDS
     command -v docker >/dev/null 2>&1 || die "no docker CLI; run scripts/docker.sh start"
     docker info >/dev/null 2>&1 || die "the Docker engine does not answer; run scripts/docker.sh start"
     if ((!force)) && docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-        log "$BASE_IMAGE exists; nothing to do (--force rebuilds it)"
+        log "$BASE_IMAGE exists (--force rebuilds it)"
+        push_to_registry
         return 0
     fi
     [[ "$(id -u)" == 0 ]] || die "debootstrap needs root"
@@ -152,6 +163,7 @@ main() {
     docker run --rm --network host "$BASE_IMAGE" python3 -c \
         'import ssl, sys, venv; print("python", sys.version.split()[0], "at", sys.executable)' >&2 ||
         die "$BASE_IMAGE does not run python3"
+    push_to_registry
     log "$BASE_IMAGE ready: $(docker image inspect --format '{{.Size}}' "$BASE_IMAGE" |
         awk '{printf "%.0f MB", $1 / 1e6}'), $((SECONDS - start))s in all"
 }

@@ -183,6 +183,15 @@ create_nodes() {
     kube apply -f "$NODES_MANIFEST" >/dev/null
     kube wait --for=condition=Ready -f "$NODES_MANIFEST" --timeout="${READY_TIMEOUT_SECONDS}s" >/dev/null ||
         die "nodes not Ready within ${READY_TIMEOUT_SECONDS}s; see $CLUSTER_DIR/logs/kwok-controller.log"
+    # Ready as the scheduler sees it: the node lifecycle controller lifts the not-ready and
+    # unreachable taints some seconds after the condition turns True (later on a loaded machine).
+    local deadline=$((SECONDS + READY_TIMEOUT_SECONDS)) lifecycle_taints
+    while lifecycle_taints="$(kube get nodes -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.taints[*].key}{"\n"}{end}' |
+        grep -E 'node\.kubernetes\.io/' || true)" && [[ -n "$lifecycle_taints" ]]; do
+        ((SECONDS < deadline)) ||
+            die "nodes still tainted after ${READY_TIMEOUT_SECONDS}s: $lifecycle_taints; see $CLUSTER_DIR/logs/kube-controller-manager.log"
+        sleep 0.5
+    done
     log "nodes Ready:"
     show_nodes
 }

@@ -31,6 +31,8 @@ STOP_TIMEOUT_SECONDS="${STOP_TIMEOUT_SECONDS:-60}"
 
 log() { printf '[docker.sh] %s\n' "$*" >&2; }
 die() { printf '[docker.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/pids.sh
+source "$ROOT/scripts/pids.sh"
 
 # Talk to the engine on the default socket whatever DOCKER_HOST or a docker context says.
 docker_cli() { DOCKER_HOST="unix://$DOCKER_SOCKET" docker "$@"; }
@@ -39,18 +41,6 @@ daemon_answers() { docker_cli version --format '{{.Server.Version}}' >/dev/null 
 
 registry_answers() {
     curl -fsS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null
-}
-
-# The PID in a pid file if that process is alive and runs the expected program (guards against
-# a stale pid file whose PID was reused by something else).
-live_pid() {
-    local pidfile="$1" program="$2" pid
-    [[ -s "$pidfile" ]] || return 1
-    pid="$(<"$pidfile")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ -r "/proc/$pid/exe" ]] || return 1
-    [[ "$(basename "$(readlink "/proc/$pid/exe")")" == "$program" ]] || return 1
-    printf '%s' "$pid"
 }
 
 install_packages() {
@@ -192,24 +182,6 @@ start_registry() {
         sleep 0.2
     done
     log "registry ready (pid $pid): http://$REGISTRY_ADDR/v2/"
-}
-
-stop_pid() {
-    local what="$1" pidfile="$2" program="$3" pid
-    if ! pid="$(live_pid "$pidfile" "$program")"; then
-        log "$what: not started by us (no live pid in $pidfile)"
-        rm -f "$pidfile"
-        return 0
-    fi
-    log "stopping $what (pid $pid)"
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + STOP_TIMEOUT_SECONDS))
-    while [[ -e "/proc/$pid" ]]; do
-        ((SECONDS < deadline)) || die "$what (pid $pid) did not exit within ${STOP_TIMEOUT_SECONDS}s"
-        sleep 0.2
-    done
-    rm -f "$pidfile"
-    log "$what stopped"
 }
 
 # dockerd leaves the bind mount of its network namespace (<exec-root>/netns/default) behind

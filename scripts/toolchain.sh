@@ -2,7 +2,8 @@
 # Builds the project's tool binaries from Go modules into .bin/ (git-ignored).
 #
 #   scripts/toolchain.sh            engine tools: pulumi, pulumi-language-python (+ exec script),
-#                                   pulumi-resource-kubernetes, pulumi-resource-docker-build
+#                                   pulumi-resource-kubernetes, pulumi-resource-docker-build,
+#                                   buildkitd, buildctl, docker-buildx (the image builder)
 #   scripts/toolchain.sh cluster    local control plane: etcd, kube-apiserver,
 #                                   kube-controller-manager, kube-scheduler, kwok, kwokctl,
 #                                   and kubectl to use it
@@ -14,21 +15,20 @@
 # where upstream's cannot be built as a dependency). Binaries are built one at a time with
 # `CGO_ENABLED=0 go build -p 2 -trimpath -ldflags "-s -w -X <version variable>=<version>"`.
 # A binary is rebuilt only when its stamp changes: a hash of every file of its tools/<dir>/, the
-# package, the build flags and ldflags, and `go env GOVERSION`. Go's module and build caches are reused (GOMODCACHE,
-# GOCACHE), so a rerun with nothing changed takes a second or two.
+# package, the build flags and ldflags, and `go env GOVERSION`. Go's module and build caches are
+# reused (GOMODCACHE, GOCACHE), so a rerun with nothing changed takes a second or two.
 #
-# If a `pulumi` of exactly $PULUMI_VERSION is on PATH (outside .bin/), it is used: the CLI and
-# the Python language host are not built, and .bin/pulumi becomes a symlink to it.
+# Layout: .bin/pulumi is the CLI; the Automation API driver (engine/) runs it through
+# .bin/pulumi-engine/bin/pulumi with no language host beside it (so the engine can start Python
+# policy packs through pulumi-analyzer-policy-python). .bin/cli/ holds the same CLI (a hard
+# link) beside pulumi-language-python and its exec script: the plain `pulumi` users type
+# (`eval "$(.venv/bin/python -m engine env)"` puts it first on PATH).
+# If a `pulumi` of exactly $PULUMI_VERSION is on PATH (outside .bin/), it is used instead: the
+# CLI and the language host are not built, and .bin/pulumi becomes a symlink to it.
 #
 # Providers are installed into a project-local PULUMI_HOME (.state/pulumi-home, override with
 # PULUMI_HOME) with `pulumi plugin install resource NAME VERSION --file .bin/pulumi-resource-NAME`,
 # so the engine finds the exact version the Python packages ask for without any download.
-# Run the engine with (PULUMI_IGNORE_AMBIENT_PLUGINS: else the copies in .bin/, being on PATH,
-# would win over PULUMI_HOME whatever their version; the language host is still found beside
-# the CLI):
-#   PATH=$PWD/.bin:$PATH PULUMI_HOME=$PWD/.state/pulumi-home PULUMI_IGNORE_AMBIENT_PLUGINS=true \
-#   PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
-#   PULUMI_BACKEND_URL=file://$PWD/.state/pulumi-state PULUMI_CONFIG_PASSPHRASE=... pulumi ...
 #
 # Exits non-zero, after trying every requested binary, if any of them could not be built.
 set -uo pipefail
@@ -56,11 +56,14 @@ KUBERNETES_VERSION=$(cat "$TOOLS/KUBERNETES_VERSION" 2>/dev/null)
 KUBERNETES_VERSION=${KUBERNETES_VERSION#v}
 ETCD_VERSION=3.6.16
 KWOK_VERSION=0.8.0
+BUILDKIT_VERSION=0.34.2
+BUILDX_VERSION=0.38.2
 for v in PULUMI_VERSION KUBERNETES_PROVIDER_VERSION DOCKER_BUILD_PROVIDER_VERSION KUBERNETES_VERSION; do
     [ -n "${!v}" ] || { err "cannot read $v (requirements.txt pins / tools/KUBERNETES_VERSION)"; exit 2; }
 done
 
-ENGINE_TOOLS=(pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-resource-docker-build)
+ENGINE_TOOLS=(pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-resource-docker-build
+    buildkitd buildctl docker-buildx)
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl)
 
 command -v go >/dev/null 2>&1 || { err "go is not on PATH (Go 1.26 is needed; /usr/local/go/bin?)"; exit 2; }
@@ -68,12 +71,14 @@ GO_VERSION=$(go env GOVERSION)
 export CGO_ENABLED=0
 BUILD_FLAGS=(-p 2 -trimpath -buildvcs=false) # -p 2: the machine has 2 cores; links need 1-2 GB
 export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+# The checksum database has no entry for several pulumi modules; each go.sum pins their hashes.
+export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/pulumi"
 
 # spec NAME: sets DIR (tools/ subdirectory), PKG (main package), XFLAGS (-X version flags), and
 # MOD/MODVER (the module whose version tools/DIR/go.mod must require, checked against the pins
 # above so the version ldflags cannot drift from what is built; empty for pseudo-versions).
 spec() {
-    MOD="" MODVER="" BLOCKED=""
+    MOD="" MODVER="" OUT="$BIN/$1" PREPARE=""
     local k8s_base="k8s.io/component-base/version" cg="k8s.io/client-go/pkg/version"
     local kv="v$KUBERNETES_VERSION" kmaj="${KUBERNETES_VERSION%%.*}" kmin
     kmin="${KUBERNETES_VERSION#*.}"; kmin="${kmin%%.*}"
@@ -85,10 +90,20 @@ spec() {
         DIR=pulumi PKG=github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
         MOD=github.com/pulumi/pulumi/pkg/v3 MODVER=v$PULUMI_VERSION
         XFLAGS="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" ;;
-    pulumi-language-python | pulumi-resource-kubernetes)
-        # No recipe: the module proxy refuses these modules at every version (403), so no
-        # go.mod could be resolved or checked. Evidence and what was tried: tools/README.md.
-        DIR="" BLOCKED="the Go module proxy refuses its module at every version (403); see tools/README.md" ;;
+    pulumi-language-python)
+        # Only sdk/v3 up to v3.79.0 still contains the host (its own module is refused here).
+        DIR=pulumi-language-python PKG=github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+        OUT="$BIN/cli/pulumi-language-python"
+        XFLAGS="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" ;;
+    pulumi-resource-kubernetes)
+        DIR=pulumi-resource-kubernetes PKG=. PREPARE=write_kubernetes_embeds
+        XFLAGS="-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" ;;
+    buildkitd | buildctl)
+        DIR=buildkit PKG="github.com/moby/buildkit/cmd/$1" MOD=github.com/moby/buildkit MODVER=v$BUILDKIT_VERSION
+        XFLAGS="-X github.com/moby/buildkit/version.Version=v$BUILDKIT_VERSION" ;;
+    docker-buildx)
+        DIR=buildx PKG=github.com/docker/buildx/cmd/buildx MOD=github.com/docker/buildx MODVER=v$BUILDX_VERSION
+        XFLAGS="-X github.com/docker/buildx/version.Version=v$BUILDX_VERSION" ;;
     pulumi-resource-docker-build)
         DIR=pulumi-resource-docker-build PKG=github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build
         MOD=github.com/pulumi/pulumi-docker-build MODVER=v$DOCKER_BUILD_PROVIDER_VERSION
@@ -124,15 +139,49 @@ external_pulumi() {
     [ "$v" = "v$PULUMI_VERSION" ] && printf '%s\n' "$p"
 }
 
+# The provider's main embeds its schema (with the release version set) and its Terraform
+# mapping; both are generated from the module download, as upstream's release build does.
+write_kubernetes_embeds() {
+    local src
+    src=$(cd "$TOOLS/pulumi-resource-kubernetes" &&
+        go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes || return 1
+    python3 - "$src" "$TOOLS/pulumi-resource-kubernetes" "$KUBERNETES_PROVIDER_VERSION" <<'PY'
+import json, pathlib, sys
+src, dst, version = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+schema = json.loads((src / "schema.json").read_text())
+schema["version"] = version
+(dst / "schema-embed.json").write_text(json.dumps(schema, separators=(",", ":")))
+mapping = json.loads((src / "terraform-mapping.json").read_text())
+(dst / "terraform-mapping-embed.json").write_text(json.dumps(mapping, separators=(",", ":")))
+PY
+}
+
+# The language host refuses to start without its exec script beside it.
+install_language_host_exec() {
+    local sdk
+    sdk=$(cd "$TOOLS/pulumi-language-python" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3) || return 1
+    install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/cli/pulumi-language-python-exec"
+}
+
+# Two ways in to the one CLI. .bin/pulumi-engine/bin/pulumi (a symlink: the Automation API's
+# PulumiCommand wants <root>/bin/pulumi) is what engine/ drives; nothing sits beside the
+# resolved binary, so no language host is visible to it. .bin/cli/ is the plain CLI: the CLI
+# finds language hosts beside its own executable with symlinks resolved, so it gets a hard link.
+link_cli_layouts() {
+    [ -e "$BIN/pulumi" ] || return 0
+    mkdir -p "$BIN/pulumi-engine/bin" "$BIN/cli"
+    ln -sfn ../../pulumi "$BIN/pulumi-engine/bin/pulumi"
+    ln -f "$(readlink -f "$BIN/pulumi")" "$BIN/cli/pulumi" 2>/dev/null ||
+        ln -sfn "$(readlink -f "$BIN/pulumi")" "$BIN/cli/pulumi"
+}
+
 FAILED=()
 BUILT=()
 
 build_one() {
-    local name=$1 out="$BIN/$1" stamp t0 secs logf
+    local name=$1 out stamp t0 secs logf
     spec "$name" || { err "unknown tool '$name'"; FAILED+=("$name"); return; }
-    if [ -n "$BLOCKED" ]; then
-        err "$name: cannot be built here: $BLOCKED"; FAILED+=("$name"); return
-    fi
+    out=$OUT
     if [ ! -f "$TOOLS/$DIR/go.mod" ]; then
         err "$name: tools/$DIR/go.mod is missing"; FAILED+=("$name"); return
     fi
@@ -149,12 +198,19 @@ build_one() {
         return
     fi
     logf="$LOGS/$name.log"
+    mkdir -p "$(dirname "$out")"
+    if [ -n "$PREPARE" ] && ! "$PREPARE" >"$logf" 2>&1; then
+        err "$name: preparing the sources failed; last lines of ${logf#"$ROOT"/}:"
+        tail -n 8 "$logf" >&2
+        FAILED+=("$name")
+        return
+    fi
     log "$name: building $PKG in tools/$DIR (log: ${logf#"$ROOT"/}) ..."
     t0=$(date +%s)
     # /usr/bin/time, where present, adds the peak memory of the compiler/linker to the log.
     local timer=()
     [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'peak RSS %M KB')
-    if ! (cd "$TOOLS/$DIR" && "${timer[@]}" go build "${BUILD_FLAGS[@]}" -ldflags "-s -w $XFLAGS" -o "$out.tmp" "$PKG") >"$logf" 2>&1; then
+    if ! (cd "$TOOLS/$DIR" && "${timer[@]}" go build "${BUILD_FLAGS[@]}" -ldflags "-s -w $XFLAGS" -o "$out.tmp" "$PKG") >>"$logf" 2>&1; then
         rm -f "$out.tmp"
         secs=$(($(date +%s) - t0))
         if grep -q 'missing go.sum entry' "$logf"; then
@@ -170,6 +226,7 @@ build_one() {
         return
     fi
     mv -f "$out.tmp" "$out"
+    [ "$name" = pulumi-language-python ] && install_language_host_exec
     printf '%s\n' "$stamp" >"$STAMPS/$name"
     secs=$(($(date +%s) - t0))
     log "$name: built in ${secs}s ($(du -h "$out" | cut -f1)$(grep -o 'peak RSS [0-9]* KB' "$logf" | tail -1 | sed 's/^/, /'))"
@@ -220,10 +277,13 @@ PY
 verify() {
     local name v
     for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}"; do
-        [ -e "$BIN/$name" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
+        spec "$name"
+        [ -e "$OUT" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
         case $name in
         pulumi) v=$("$BIN/pulumi" version 2>&1) ;;
-        pulumi-language-python) v="(gRPC server; stamped like the CLI)" ;;
+        pulumi-language-python) v="${OUT#"$ROOT"/} (gRPC server; stamped like the CLI)" ;;
+        buildkitd | buildctl) v=$("$OUT" --version 2>&1 | head -1) ;;
+        docker-buildx) v=$("$OUT" version 2>&1 | head -1) ;;
         pulumi-resource-*) v=$(provider_version "$BIN/$name") ;;
         etcd) v=$("$BIN/etcd" --version 2>&1 | head -1) ;;
         kube-*) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
@@ -262,6 +322,7 @@ main() {
         fi
         build_one "$name"
     done
+    case " ${targets[*]} " in *" pulumi "*) link_cli_layouts ;; esac
     case " ${targets[*]} " in *" pulumi-resource-"*) install_plugins ;; esac
     log "done in $(($(date +%s) - t0))s${BUILT:+; built: ${BUILT[*]}}"
     if [ ${#FAILED[@]} -gt 0 ]; then

@@ -52,11 +52,12 @@ def test_the_deployment_rolls_out_on_gpu_nodes_only(cluster: Cluster, serving: S
     deployment = cluster.client.get(serving.deployment_path)
     declared = serving.objects["Deployment"]
     assert rolled_out(deployment)
-    assert deployment["spec"]["replicas"] == declared["spec"]["replicas"]
-    assert deployment["status"]["availableReplicas"] == declared["spec"]["replicas"]
+    minimum = serving.objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
+    assert deployment["spec"]["replicas"] == minimum
+    assert deployment["status"]["availableReplicas"] == minimum
 
     running = pods(cluster.client, serving.namespace, serving.selector)
-    assert len(running) == declared["spec"]["replicas"]
+    assert len(running) == minimum
     declared_container = declared["spec"]["template"]["spec"]["containers"][0]
     for pod in running:
         name = pod["metadata"]["name"]
@@ -132,14 +133,15 @@ def test_the_hpa_targets_the_deployment(cluster: Cluster, serving: Serving) -> N
         return current if condition(current, "AbleToScale").get("status") == "True" else None
 
     current = wait_for("the HPA controller", able_to_scale, timeout=HPA_SYNC_TIMEOUT_SECONDS)
-    assert current["status"]["currentReplicas"] == serving.objects["Deployment"]["spec"]["replicas"]
+    minimum = serving.objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
+    assert current["status"]["currentReplicas"] == minimum
 
 
 def test_the_pdb_covers_the_serving_pods(cluster: Cluster, serving: Serving) -> None:
     pdb = _read_back(cluster, serving, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"] == serving.objects["Deployment"]["spec"]["selector"]
-    replicas = serving.objects["Deployment"]["spec"]["replicas"]
+    replicas = serving.objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
 
     def counted() -> dict[str, Any] | None:
         status = _read_back(cluster, serving, "PodDisruptionBudget").get("status", {})
@@ -188,9 +190,9 @@ def test_the_hpa_owns_the_replica_count(cluster: Cluster, serving: Serving) -> N
 def test_more_replicas_than_gpus_leaves_exactly_one_pending(
     cluster: Cluster, serving: Serving
 ) -> None:
-    # What `pulumi config set replicas 4` (with the HPA bounds raised to 4) would apply: four
-    # pods asking for one GPU each, three GPUs in the pool.
-    apply_all(cluster.client, declared_objects(replicas=4, hpaMinReplicas=4, hpaMaxReplicas=4))
+    # What raising the HPA bounds to 4 would apply: the HPA scales to four pods asking for one
+    # GPU each, three GPUs in the pool.
+    apply_all(cluster.client, declared_objects(hpaMinReplicas=4, hpaMaxReplicas=4))
 
     def settled() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
         current = pods(cluster.client, serving.namespace, serving.selector)

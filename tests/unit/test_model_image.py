@@ -40,7 +40,7 @@ def test_dev_builds_the_python_cpu_target_from_model_and_pushes_to_the_local_reg
     assert image["buildArgs"] == {
         "VARIANT": "cpu",
         "MODEL_NAME": "digits",
-        "PYTHON_BASE": "localhost/debian-python:bookworm",
+        "PYTHON_BASE": "127.0.0.1:5000/debian-python:bookworm",
     }
     assert image["push"] is True
     assert image["tags"] == ["127.0.0.1:5000/model-server:dev"]
@@ -133,5 +133,10 @@ def test_the_stack_can_name_its_buildx_builder(mocks: StackMocks) -> None:
 
 
 def test_without_a_builder_name_the_provider_chooses(mocks: StackMocks) -> None:
-    build("dev")
+    build("dev", imageBuilder="")
     assert "builder" not in mocks.one(IMAGE).inputs
+
+
+def test_dev_builds_with_the_local_buildkit_daemon(mocks: StackMocks) -> None:
+    build("dev")
+    assert mocks.one(IMAGE).inputs["builder"] == {"name": "gpu-serving-local"}

@@ -29,7 +29,6 @@ def test_dev_stack_settings_are_the_local_default() -> None:
     assert loaded.gpu_pool.provider == "existing"
     assert loaded.image.registry == "127.0.0.1:5000"
     assert loaded.image.runtime == "python"
-    assert loaded.server.replicas == 1
     assert (loaded.server.autoscaling.min_replicas, loaded.server.autoscaling.max_replicas) == (
         1,
         3,
@@ -44,7 +43,7 @@ def test_prod_stack_settings_are_gke_with_l4_and_tensorflow_serving() -> None:
     assert loaded.gpu_pool.gke is not None and loaded.gpu_pool.gke.machine_type.startswith("g2-")
     assert loaded.image.runtime == "tensorflow-serving"
     assert loaded.image.registry.endswith("-docker.pkg.dev")
-    assert loaded.server.replicas >= 3
+    assert loaded.server.autoscaling.min_replicas >= 3
 
 
 @pytest.mark.parametrize(
@@ -72,8 +71,8 @@ def test_malformed_quantities_do_not_parse(text: str) -> None:
 
 # One row per rule: the key, a bad value, and the text the error must carry.
 RULES = [
-    ("replicas", 0, "replicas = 0: must be ≥ 1"),
-    ("replicas", "three", 'replicas = "three": must be an integer'),
+    ("hpaMinReplicas", 0, "hpaMinReplicas = 0: must be ≥ 1"),
+    ("hpaMinReplicas", "three", 'hpaMinReplicas = "three": must be an integer'),
     ("hpaMinReplicas", 0, "hpaMinReplicas = 0: must be ≥ 1"),
     ("hpaMaxReplicas", 0, "hpaMaxReplicas = 0: must be ≥ 1"),
     ("hpaTargetCpuUtilization", 0, "hpaTargetCpuUtilization = 0: must be ≥ 1"),
@@ -141,8 +140,6 @@ CROSS_RULES = [
         {"hpaMinReplicas": 3, "hpaMaxReplicas": 2},
         "hpaMinReplicas = 3: must be ≤ hpaMaxReplicas (2)",
     ),
-    ("dev", {"replicas": 4}, "replicas = 4: must be ≤ hpaMaxReplicas (3)"),
-    ("dev", {"replicas": 1, "hpaMinReplicas": 2}, "replicas = 1: must be ≥ hpaMinReplicas (2)"),
     (
         "dev",
         {"cpuRequest": "2", "cpuLimit": "1500m"},
@@ -193,16 +190,18 @@ def test_rules_across_keys(stack: str, overrides: dict[str, object], message: st
 
 
 def test_all_problems_are_reported_together() -> None:
-    problems = problems_for(replicas=0, cpuRequest="x", registry="not a registry", hpaMetric="rps")
+    problems = problems_for(
+        hpaMaxReplicas=0, cpuRequest="x", registry="not a registry", hpaMetric="rps"
+    )
     keys = {p.split(" ")[0] for p in problems}
-    assert {f"{PROJECT}:{k}" for k in ("replicas", "cpuRequest", "registry", "hpaMetric")} <= keys
+    assert {f"{PROJECT}:{k}" for k in ("hpaMaxReplicas", "cpuRequest", "registry", "hpaMetric")} <= keys
     assert "4 problems" in str(ConfigError(problems[:4]))
 
 
 def test_a_key_missing_from_the_config_is_reported_not_defaulted() -> None:
-    config = {k: v for k, v in stack_config("dev").items() if not k.endswith(":replicas")}
+    config = {k: v for k, v in stack_config("dev").items() if not k.endswith(":hpaMinReplicas")}
     pulumi.runtime.set_all_config(config)
-    with pytest.raises(ConfigError, match=r"gpu-model-serving:replicas is not set"):
+    with pytest.raises(ConfigError, match=r"gpu-model-serving:hpaMinReplicas is not set"):
         load_settings()
 
 

@@ -46,7 +46,9 @@ def test_dev_stack_creates_the_local_serving_objects(mocks: StackMocks) -> None:
     image_ref = resolve(program["image"].image_ref)
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image_ref
     assert image_ref.startswith("127.0.0.1:5000/model-server@sha256:")
-    assert deployment["spec"]["replicas"] == 1
+    # The HPA owns the replica count: declaring one would reset it on every update.
+    assert "replicas" not in deployment["spec"]
+    assert objects_by_kind(mocks)["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 1
     assert exported(program)[stack_outputs.GPU_POOL_NAME] == "gpu-pool"
 
 
@@ -59,7 +61,8 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     objects = objects_by_kind(mocks)
     assert set(objects) == SERVING_KINDS
     deployment = objects["Deployment"]
-    assert deployment["spec"]["replicas"] == 3
+    assert "replicas" not in deployment["spec"]
+    assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == "gpu-pool"
     assert {"name": "MODEL_NAME", "value": "digits"} in pod["containers"][0]["env"]

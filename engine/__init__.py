@@ -1,0 +1,1 @@
+"""Our driver of the real Pulumi engine (Automation API): the make targets, tests and workflows."""

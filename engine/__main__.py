@@ -1,0 +1,93 @@
+"""`python -m engine COMMAND --stack NAME`: the make targets' way into the real engine.
+
+Exit codes: 0 success (drift: none); 1 error (engine, program or config); 2 drift found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from engine import driver
+from engine.environment import EngineMissingError, engine_environment, shell_exports
+
+EXIT_ERROR = 1
+EXIT_DRIFT = 2
+OPERATIONS = {
+    "preview": driver.preview,
+    "up": driver.up,
+    "refresh": driver.refresh,
+    "destroy": driver.destroy,
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    parser.add_argument("command", choices=[*OPERATIONS, "drift", "env"])
+    parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
+    parser.add_argument(
+        "--config-file",
+        type=Path,
+        help="stack configuration (default: Pulumi.<stack>.yaml in the project)",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="drift: also write the report as JSON to this file"
+    )
+    parser.add_argument(
+        "--remove", action="store_true", help="destroy: also remove the stack and its history"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.command == "env":
+        print(shell_exports(engine_environment()))
+        return 0
+    target = driver.StackTarget(
+        name=args.stack,
+        config_file=args.config_file or driver.REPO / f"Pulumi.{args.stack}.yaml",
+    )
+    if not target.config_file.is_file():
+        print(f"engine: no stack configuration {target.config_file}", file=sys.stderr)
+        return EXIT_ERROR
+    # Drift prints its own report on stdout; the engine's progress goes to stderr.
+    progress = print if args.command != "drift" else _to_stderr
+    try:
+        stack = driver.open_stack(target)
+        if args.command == "drift":
+            report = driver.drift(stack, target, progress)
+            if args.report:
+                args.report.write_text(json.dumps(report.as_json(), indent=2, default=str) + "\n")
+            print(report.describe())
+            return EXIT_DRIFT if report.drifted else 0
+        OPERATIONS[args.command](stack, target, progress)
+        if args.command == "destroy" and args.remove:
+            stack.workspace.remove_stack(target.name)
+    except EngineMissingError as error:
+        print(f"engine: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except auto.CommandError as error:
+        # The engine already printed its diagnostics (config errors included) as progress.
+        print(
+            f"engine: {args.command} of stack {target.name} failed ({_first_line(error)})",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return 0
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""One stack operation through the Automation API, with the repository's program and stack file."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pulumi import automation as auto
+
+from engine.drift import DriftReport, drift_report
+from engine.environment import ENGINE_CLI_ROOT, REPO, check_engine, engine_environment
+
+
+def project_name(work_dir: Path) -> str:
+    return str(yaml.safe_load((work_dir / "Pulumi.yaml").read_text())["name"])
+
+
+def inline_program(work_dir: Path) -> Callable[[], None]:
+    """The repository's __main__.py, run in this process as the engine's inline program."""
+
+    def program() -> None:
+        if str(work_dir) not in sys.path:
+            sys.path.insert(0, str(work_dir))
+        runpy.run_path(str(work_dir / "__main__.py"), run_name="__main__")
+
+    return program
+
+
+@dataclass(frozen=True)
+class StackTarget:
+    name: str
+    """Stack name in the backend."""
+    config_file: Path
+    """Stack configuration (default: Pulumi.<name>.yaml beside Pulumi.yaml)."""
+    work_dir: Path = REPO
+
+
+def open_stack(target: StackTarget, env: dict[str, str] | None = None) -> auto.Stack:
+    engine_env = engine_environment(env)
+    check_engine(engine_env)
+    return auto.create_or_select_stack(
+        stack_name=target.name,
+        project_name=project_name(target.work_dir),
+        program=inline_program(target.work_dir),
+        opts=auto.LocalWorkspaceOptions(
+            work_dir=str(target.work_dir),
+            env_vars=engine_env,
+            pulumi_command=auto.PulumiCommand(root=str(ENGINE_CLI_ROOT)),
+        ),
+    )
+
+
+Printer = Callable[[str], None]
+EventSink = Callable[[auto.EngineEvent], None] | None
+
+
+def preview(
+    stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
+) -> auto.PreviewResult:
+    return stack.preview(
+        diff=True, config_file=str(target.config_file), on_output=out, on_event=on_event
+    )
+
+
+def up(
+    stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
+) -> auto.UpResult:
+    # Refresh first: without it the engine compares against its last state, not the cluster, and
+    # an object edited or deleted by hand would stay that way.
+    return stack.up(
+        refresh=True,
+        diff=True,
+        config_file=str(target.config_file),
+        on_output=out,
+        on_event=on_event,
+    )
+
+
+def refresh(
+    stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
+) -> auto.RefreshResult:
+    return stack.refresh(config_file=str(target.config_file), on_output=out, on_event=on_event)
+
+
+def destroy(
+    stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
+) -> auto.DestroyResult:
+    return stack.destroy(config_file=str(target.config_file), on_output=out, on_event=on_event)
+
+
+def drift(stack: auto.Stack, target: StackTarget, out: Printer) -> DriftReport:
+    """Refresh against the live cluster and preview, writing nothing to state."""
+    events: list[auto.EngineEvent] = []
+    stack.preview(
+        refresh=True,
+        diff=True,
+        config_file=str(target.config_file),
+        on_output=out,
+        on_event=events.append,
+    )
+    return drift_report(target.name, events)

@@ -1,0 +1,115 @@
+"""Where the engine's pieces live and the environment every engine command runs with.
+
+One owner for both ways of running the engine: the Automation API driver (`python -m engine`)
+and the plain CLI (`eval "$(python -m engine env)"; pulumi preview`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / ".bin"
+# <root>/bin/pulumi, as the Automation API wants it: the CLI with no language host beside it.
+ENGINE_CLI_ROOT = BIN / "pulumi-engine"
+# The CLI beside the Python language host, as a usual Pulumi install has it (plain CLI path).
+PLAIN_CLI_DIR = BIN / "cli"
+STATE = REPO / ".state"
+DEFAULT_PULUMI_HOME = STATE / "pulumi-home"
+DEFAULT_BACKEND_DIR = STATE / "pulumi-state"
+# Holds the buildx builder registration the docker-build provider looks up by name.
+DOCKER_CONFIG_DIR = STATE / "docker-config"
+# Guards only local dev state; real environments use a KMS (see README, "State and secrets").
+LOCAL_PASSPHRASE = "dev-only-local-state-passphrase"
+
+
+def _pin(package: str) -> str:
+    text = (REPO / "requirements.txt").read_text()
+    match = re.search(rf"^{re.escape(package)}==(\S+)", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"requirements.txt pins no version of {package}")
+    return match.group(1)
+
+
+PULUMI_VERSION = _pin("pulumi")
+# The engine loads exactly the plugin versions the Python packages announce.
+REQUIRED_PLUGINS = {
+    "kubernetes": _pin("pulumi-kubernetes"),
+    "docker-build": _pin("pulumi-docker-build"),
+}
+
+
+class EngineMissingError(Exception):
+    """The CLI or a provider plugin is absent or of the wrong version."""
+
+
+def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) with the engine's settings added.
+
+    Settings the caller already made (a backend, a passphrase, a PULUMI_HOME) are kept.
+    """
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env.setdefault("PULUMI_HOME", str(DEFAULT_PULUMI_HOME))
+    env.setdefault("PULUMI_BACKEND_URL", DEFAULT_BACKEND_DIR.as_uri())
+    if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
+        env.setdefault("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE)
+    env.setdefault("DOCKER_CONFIG", str(DOCKER_CONFIG_DIR))
+    env.update(
+        {
+            # Offline: no update check, no plugin download (a missing plugin is an error),
+            # providers only from PULUMI_HOME at their pinned versions, not from PATH.
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+        }
+    )
+    return env
+
+
+def check_engine(env: dict[str, str]) -> None:
+    """Fail with what to run when the CLI or a plugin is missing, before the engine starts."""
+    try:
+        found = subprocess.run(
+            [str(ENGINE_CLI_ROOT / "bin" / "pulumi"), "version"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        found = "none"
+    if found != f"v{PULUMI_VERSION}":
+        raise EngineMissingError(
+            f"needs the Pulumi CLI v{PULUMI_VERSION} (found: {found}); run `make toolchain`"
+        )
+    plugins = Path(env["PULUMI_HOME"]) / "plugins"
+    missing = [
+        f"{name} {version}"
+        for name, version in REQUIRED_PLUGINS.items()
+        if not (plugins / f"resource-{name}-v{version}" / f"pulumi-resource-{name}").is_file()
+    ]
+    if missing:
+        raise EngineMissingError(
+            f"provider plugin(s) {', '.join(missing)} not installed in {plugins}; "
+            "run `make toolchain` (plugins are never downloaded)"
+        )
+
+
+def shell_exports(env: dict[str, str]) -> str:
+    """The plain CLI's environment as `export` lines for `eval`."""
+    # The v3.79 language host runs whatever `python` PATH gives: the program's venv comes first.
+    path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(PLAIN_CLI_DIR), "$PATH"])
+    lines = [f'export PATH="{path}"']
+    lines += [
+        f"export {key}={shlex.quote(value)}"
+        for key, value in sorted(env.items())
+        if key.startswith("PULUMI_") or key == "DOCKER_CONFIG"
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Pid-file helpers shared by the scripts that start servers (sourced; needs log and die).
+# Every server is stopped by the PID its start recorded, never by name.
+
+# The PID in a pid file if that process is alive and runs the expected program (guards against
+# a stale pid file whose PID was reused by something else).
+live_pid() {
+    local pidfile="$1" program="$2" pid
+    [[ -s "$pidfile" ]] || return 1
+    pid="$(<"$pidfile")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [[ -r "/proc/$pid/exe" ]] || return 1
+    [[ "$(basename "$(readlink "/proc/$pid/exe")")" == "$program" ]] || return 1
+    printf '%s' "$pid"
+}
+
+# TERM the process of a pid file and wait (up to STOP_TIMEOUT_SECONDS) until it has exited.
+stop_pid() {
+    local what="$1" pidfile="$2" program="$3" pid
+    if ! pid="$(live_pid "$pidfile" "$program")"; then
+        log "$what: not started by us (no live pid in $pidfile)"
+        rm -f "$pidfile"
+        return 0
+    fi
+    log "stopping $what (pid $pid)"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + STOP_TIMEOUT_SECONDS))
+    while [[ -e "/proc/$pid" ]]; do
+        ((SECONDS < deadline)) || die "$what (pid $pid) did not exit within ${STOP_TIMEOUT_SECONDS}s"
+        sleep 0.2
+    done
+    rm -f "$pidfile"
+    log "$what stopped"
+}

@@ -1,0 +1,159 @@
+"""Engine layer: the real Pulumi CLI and providers, driven by engine/ against the local cluster.
+
+Each session deploys a copy of the project (so a test may change the model without touching the
+checkout) as a stack of a unique name, in a unique namespace, with its state in a temporary
+file backend; teardown always destroys the stack and removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pulumi import automation as auto
+
+from engine import driver
+from engine.environment import REPO, engine_environment
+from engine.scratch import copy_project
+from tests.cluster.conftest import Cluster, cluster  # noqa: F401  (the session's cluster)
+
+PROJECT = "gpu-model-serving"
+REGISTRY = "127.0.0.1:5000"
+ENGINE_TIMEOUT_SECONDS = 900
+
+
+@dataclass
+class EngineStack:
+    """One stack of the project copy, with its own config file and backend."""
+
+    name: str
+    work_dir: Path
+    config_file: Path
+    env: dict[str, str]
+    base_config: dict[str, Any]
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.base_config[f"{PROJECT}:namespace"])
+
+    @property
+    def target(self) -> driver.StackTarget:
+        return driver.StackTarget(self.name, self.config_file, self.work_dir)
+
+    def write_config(self, **overrides: Any) -> None:
+        """The stack's config: the dev stack's plus these keys (unprefixed names)."""
+        config = {**self.base_config, **{f"{PROJECT}:{k}": v for k, v in overrides.items()}}
+        self.config_file.write_text(yaml.safe_dump({"config": config}))
+
+    def run(self, operation: str) -> tuple[Any, list[auto.EngineEvent]]:
+        """An operation of engine.driver in this process: its result and the engine's events."""
+        events: list[auto.EngineEvent] = []
+        stack = driver.open_stack(self.target, self.env)
+        result = getattr(driver, operation)(stack, self.target, self.log.append, events.append)
+        return result, events
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m engine ARGS --stack NAME --config-file F`, as `make` runs it."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                *args,
+                "--stack",
+                self.name,
+                "--config-file",
+                str(self.config_file),
+            ],
+            cwd=REPO,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    def outputs(self) -> dict[str, Any]:
+        stack = driver.open_stack(self.target, self.env)
+        return {key: value.value for key, value in stack.outputs().items()}
+
+
+def planned_steps(events: list[auto.EngineEvent]) -> list[auto.StepEventMetadata]:
+    """The steps a preview or update planned, except keeping or reading a resource."""
+    unchanged = {auto.OpType.SAME, auto.OpType.READ, auto.OpType.REFRESH}
+    return [
+        e.resource_pre_event.metadata
+        for e in events
+        if e.resource_pre_event and e.resource_pre_event.metadata.op not in unchanged
+    ]
+
+
+def registry_digest(repository: str, tag: str) -> str:
+    """The manifest digest the local registry serves for a tag."""
+    request = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": ", ".join(
+                [
+                    "application/vnd.oci.image.index.v1+json",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                ]
+            )
+        },
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return str(response.headers["Docker-Content-Digest"])
+
+
+@pytest.fixture(scope="session")
+def engine_stack(
+    cluster: Cluster,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EngineStack]:
+    suffix = secrets.token_hex(4)
+    root = tmp_path_factory.mktemp("engine")
+    backend = root / "state"
+    backend.mkdir()
+    env = engine_environment({**os.environ, **cluster.env, "PULUMI_BACKEND_URL": backend.as_uri()})
+    dev = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
+    stack = EngineStack(
+        name=f"engine-{suffix}",
+        work_dir=copy_project(root / "project"),
+        config_file=root / "stack.yaml",
+        env=env,
+        base_config={
+            **dev,
+            f"{PROJECT}:namespace": f"engine-{suffix}",
+            f"{PROJECT}:imageTag": f"engine-{suffix}",
+        },
+    )
+    stack.write_config()
+    try:
+        yield stack
+    finally:
+        stack.write_config()
+        destroyed = stack.cli("destroy", "--remove")
+        if destroyed.returncode != 0:
+            print(destroyed.stdout[-3000:], destroyed.stderr[-3000:], file=sys.stderr)
+
+
+def report_of(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
