@@ -116,11 +116,15 @@ destroy: $(ENGINE_TOOLS) ## Delete everything STACK deployed
 # --- Checks -----------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv model-venv ## ruff and mypy (strict on components/ and settings; the model with its venv)
+lint: venv model-venv ## ruff, mypy (strict on components/, engine/, settings) and shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components tests/unit tests/image tests/cluster
-	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests ../bench
+	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components engine \
+	  tests/unit tests/image tests/cluster tests/engine bench/engine_bench.py
+	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
+	  ../bench/serving_bench.py ../bench/flask_baseline.py
+	command -v shellcheck >/dev/null || scripts/apt-install.sh shellcheck
+	shellcheck scripts/*.sh .ci/run
 
 .PHONY: test-unit
 test-unit: venv schemas ## Unit layer: settings, components and both stacks under mocks

@@ -13,7 +13,7 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from engine import driver
-from engine.environment import EngineMissingError, engine_environment, shell_exports
+from engine.environment import REPO, EngineMissingError, engine_environment, shell_exports
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 2
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         return 0
     target = driver.StackTarget(
         name=args.stack,
-        config_file=args.config_file or driver.REPO / f"Pulumi.{args.stack}.yaml",
+        config_file=args.config_file or REPO / f"Pulumi.{args.stack}.yaml",
     )
     if not target.config_file.is_file():
         print(f"engine: no stack configuration {target.config_file}", file=sys.stderr)
@@ -72,11 +72,10 @@ def main(argv: list[str]) -> int:
         print(f"engine: {error}", file=sys.stderr)
         return EXIT_ERROR
     except auto.CommandError as error:
-        # The engine already printed its diagnostics (config errors included) as progress.
-        print(
-            f"engine: {args.command} of stack {target.name} failed ({_first_line(error)})",
-            file=sys.stderr,
-        )
+        # The engine printed its diagnostics (config errors included) as progress; what it
+        # wrote to stderr (a missing backend, a locked stack) is only in the error.
+        print(f"engine: {args.command} of stack {target.name} failed", file=sys.stderr)
+        print(_engine_stderr(error), file=sys.stderr)
         return EXIT_ERROR
     return 0
 
@@ -85,8 +84,8 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _engine_stderr(error: auto.CommandError) -> str:
+    return str(error).partition(" stderr: ")[2].strip()
 
 
 if __name__ == "__main__":

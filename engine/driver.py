@@ -12,7 +12,13 @@ import yaml
 from pulumi import automation as auto
 
 from engine.drift import DriftReport, drift_report
-from engine.environment import ENGINE_CLI_ROOT, REPO, check_engine, engine_environment
+from engine.environment import (
+    ENGINE_CLI_ROOT,
+    REPO,
+    check_engine,
+    engine_environment,
+    ensure_local_backend,
+)
 
 
 def project_name(work_dir: Path) -> str:
@@ -42,6 +48,7 @@ class StackTarget:
 def open_stack(target: StackTarget, env: dict[str, str] | None = None) -> auto.Stack:
     engine_env = engine_environment(env)
     check_engine(engine_env)
+    ensure_local_backend(engine_env)
     return auto.create_or_select_stack(
         stack_name=target.name,
         project_name=project_name(target.work_dir),

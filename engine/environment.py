@@ -72,6 +72,13 @@ def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def ensure_local_backend(env: dict[str, str]) -> None:
+    """Create the directory of a file:// backend: the engine refuses a missing one."""
+    url = env["PULUMI_BACKEND_URL"]
+    if url.startswith("file://"):
+        Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+
+
 def check_engine(env: dict[str, str]) -> None:
     """Fail with what to run when the CLI or a plugin is missing, before the engine starts."""
     try:

@@ -76,10 +76,7 @@ install_packages() {
     local missing=()
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
     [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
-    ((${#missing[@]} == 0)) && return 0
-    log "installing ${missing[*]} (apt-get)"
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    ((${#missing[@]} == 0)) || "$ROOT/scripts/apt-install.sh" "${missing[@]}"
 }
 
 build_rootfs() {

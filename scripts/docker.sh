@@ -46,25 +46,10 @@ registry_answers() {
 install_packages() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v runc >/dev/null 2>&1 || missing+=(runc) # also BuildKit's worker (scripts/buildkit.sh)
     command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
-    ((${#missing[@]} == 0)) && return 0
-    [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; install them as root (apt-get install -y ${missing[*]})"
-    log "installing ${missing[*]} (apt-get)"
-    # Keep the packages' maintainer scripts from starting their own services: the Debian
-    # registry service would listen on all interfaces, the Debian dockerd would create a bridge.
-    local policy=/usr/sbin/policy-rc.d added_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 0755 "$policy"
-        added_policy=1
-    fi
-    local status=0
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            "${missing[@]}" >/dev/null || status=$?
-    ((added_policy)) && rm -f "$policy"
-    ((status == 0)) || die "apt-get install ${missing[*]} failed (exit $status)"
+    ((${#missing[@]} == 0)) || "$ROOT/scripts/apt-install.sh" "${missing[@]}"
 }
 
 # The docker CLI on PATH may be newer than the Debian engine; it negotiates the API version.

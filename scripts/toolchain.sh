@@ -141,6 +141,7 @@ external_pulumi() {
 
 # The provider's main embeds its schema (with the release version set) and its Terraform
 # mapping; both are generated from the module download, as upstream's release build does.
+# shellcheck disable=SC2317 # called through $PREPARE
 write_kubernetes_embeds() {
     local src
     src=$(cd "$TOOLS/pulumi-resource-kubernetes" &&

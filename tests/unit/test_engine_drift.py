@@ -1,0 +1,103 @@
+"""The drift report engine/drift.py makes from the engine's planned steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi.automation import EngineEvent
+
+from engine.drift import MISSING, drift_report, value_at
+
+URN = "urn:pulumi:dev::gpu-model-serving::gpu-model-serving:serving:ModelServer$"
+DEPLOYMENT_URN = URN + "kubernetes:apps/v1:Deployment::model-server-deployment"
+PDB_URN = URN + "kubernetes:policy/v1:PodDisruptionBudget::model-server-disruption-budget"
+
+
+def step(op: str, urn: str, **metadata: Any) -> EngineEvent:
+    kind = urn.split("::")[-2].split("$")[-1]
+    return EngineEvent.from_json(
+        {"resourcePreEvent": {"metadata": {"op": op, "urn": urn, "type": kind, **metadata}}}
+    )
+
+
+def container(image: str, period: int) -> dict[str, Any]:
+    return {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image,
+                            "readinessProbe": {"periodSeconds": period},
+                        }
+                    ]
+                }
+            }
+        }
+    }
+
+
+def test_value_at_follows_names_indexes_and_quoted_keys() -> None:
+    tree = {"a": {"b": [{"c.d": 1}]}, "e": None}
+    assert value_at(tree, 'a.b[0]["c.d"]') == 1
+    assert value_at(tree, "e") is None
+    assert value_at(tree, "a.b[3]") == MISSING
+    assert value_at(tree, "a.x") == MISSING
+    assert value_at(tree, "e.f") == MISSING
+
+
+def test_refreshes_and_unchanged_resources_are_not_drift() -> None:
+    events = [
+        step("refresh", DEPLOYMENT_URN),
+        step("same", DEPLOYMENT_URN),
+        step("read", PDB_URN),
+        step("update", "urn:pulumi:dev::p::pulumi:pulumi:Stack::p-dev"),
+        EngineEvent.from_json({"stdoutEvent": {"message": "x", "color": "never"}}),
+    ]
+    report = drift_report("dev", events)
+    assert not report.drifted
+    assert report.as_json() == {"stack": "dev", "drifted": False, "resources": []}
+    assert report.describe() == "stack dev: no drift"
+
+
+def test_an_update_reports_each_field_declared_vs_live_and_a_deleted_object_as_missing() -> None:
+    events = [
+        step(
+            "update",
+            DEPLOYMENT_URN,
+            old={"outputs": container("hand-edited", 30)},
+            new={"inputs": container("registry/model@sha256:ab", 5)},
+            detailedDiff={
+                "spec.template.spec.containers[0].image": {"diffKind": "update"},
+                "spec.template.spec.containers[0].readinessProbe.periodSeconds": {
+                    "diffKind": "update"
+                },
+            },
+        ),
+        step("create", PDB_URN, new={"inputs": {"spec": {"maxUnavailable": 1}}}),
+    ]
+    report = drift_report("dev", events)
+    assert report.drifted
+    deployment, pdb = report.as_json()["resources"]
+    assert deployment["name"] == "model-server-deployment"
+    assert deployment["op"] == "update"
+    assert [(f["path"], f["declared"], f["live"]) for f in deployment["fields"]] == [
+        ("spec.template.spec.containers[0].image", "registry/model@sha256:ab", "hand-edited"),
+        ("spec.template.spec.containers[0].readinessProbe.periodSeconds", 5, 30),
+    ]
+    assert (pdb["type"], pdb["op"], pdb["fields"]) == (
+        "kubernetes:policy/v1:PodDisruptionBudget",
+        "create",
+        [],
+    )
+    text = report.describe()
+    assert "stack dev: 2 resource(s) drifted" in text
+    assert "image: declared 'registry/model@sha256:ab', live 'hand-edited'" in text
+    assert "PodDisruptionBudget model-server-disruption-budget: missing from the cluster" in text
+
+
+@pytest.mark.parametrize("op", ["delete", "replace", "create-replacement"])
+def test_every_other_planned_step_is_drift(op: str) -> None:
+    assert drift_report("dev", [step(op, DEPLOYMENT_URN)]).drifted
