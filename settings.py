@@ -372,13 +372,18 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
 
 
 def _kubernetes(r: _Reader) -> KubernetesSettings:
-    return KubernetesSettings(
+    cluster = KubernetesSettings(
         kubeconfig=r.optional_text("kubeconfig"),
         context=r.optional_text("kubeContext"),
         render_yaml_to_directory=r.optional_text("renderYamlToDirectory"),
         namespace=r.text("namespace", _DNS_LABEL, "must be a DNS label (lower case, digits, '-')"),
         create_namespace=r.boolean("createNamespace"),
     )
+    if cluster.render_yaml_to_directory is not None:
+        for key, value in (("kubeconfig", cluster.kubeconfig), ("kubeContext", cluster.context)):
+            if value is not None:
+                r.problem(key, value, "must be empty with renderYamlToDirectory (no cluster)")
+    return cluster
 
 
 def _image(r: _Reader, runtime: ServingRuntime) -> ImageSettings:

@@ -13,10 +13,13 @@ def kubernetes_provider(name: str, cluster: KubernetesSettings) -> k8s.Provider:
     Explicit rather than ambient, so that a stack never applies to whatever cluster the
     operator's shell happens to point at.
     """
+    # Rendering names no cluster. An explicit "" (not None) keeps the SDK from filling in
+    # $KUBECONFIG, which the provider rejects beside renderYamlToDirectory.
+    rendering = cluster.render_yaml_to_directory is not None
     return k8s.Provider(
         name,
-        kubeconfig=cluster.kubeconfig,
-        context=cluster.context,
+        kubeconfig="" if rendering else cluster.kubeconfig,
+        context=None if rendering else cluster.context,
         render_yaml_to_directory=cluster.render_yaml_to_directory,
         enable_server_side_apply=True,
         # Objects outside the namespace (the Namespace itself, the EKS device plugin) name

@@ -10,6 +10,7 @@ from pulumi.automation import EngineEvent, OpType
 
 # Steps that only read or keep a resource; every other planned step means live != declared.
 UNCHANGED_OPS = {OpType.SAME, OpType.READ, OpType.REFRESH}
+NOT_LIVE_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
 _PATH_TOKEN = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)')
 MISSING = "<absent>"
 
@@ -67,7 +68,8 @@ def drift_report(stack: str, events: list[EngineEvent]) -> DriftReport:
     drifted = []
     for event in events:
         step = event.resource_pre_event.metadata if event.resource_pre_event else None
-        if step is None or step.op in UNCHANGED_OPS or step.type == "pulumi:pulumi:Stack":
+        # The Stack and provider configurations are not objects in the cluster.
+        if step is None or step.op in UNCHANGED_OPS or step.type.startswith(NOT_LIVE_TYPES):
             continue
         declared = step.new.inputs if step.new else {}
         live = step.old.outputs if step.old else {}

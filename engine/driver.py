@@ -80,7 +80,6 @@ def up(
     # an object edited or deleted by hand would stay that way.
     return stack.up(
         refresh=True,
-        diff=True,
         config_file=str(target.config_file),
         on_output=out,
         on_event=on_event,

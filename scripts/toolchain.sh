@@ -243,6 +243,10 @@ install_plugins() {
     for name in kubernetes docker-build; do
         case $name in kubernetes) ver=$KUBERNETES_PROVIDER_VERSION ;; *) ver=$DOCKER_BUILD_PROVIDER_VERSION ;; esac
         [ -x "$BIN/pulumi-resource-$name" ] || continue
+        if cmp -s "$BIN/pulumi-resource-$name" "$PULUMI_HOME/plugins/resource-$name-v$ver/pulumi-resource-$name"; then
+            log "plugins: resource $name v$ver already installed"
+            continue
+        fi
         if PULUMI_SKIP_UPDATE_CHECK=true "$cli" plugin install resource "$name" "$ver" \
             --file "$BIN/pulumi-resource-$name" --reinstall >"$LOGS/plugin-$name.log" 2>&1; then
             log "plugins: resource $name v$ver installed into ${PULUMI_HOME#"$ROOT"/}"

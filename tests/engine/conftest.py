@@ -23,7 +23,7 @@ import yaml
 from pulumi import automation as auto
 
 from engine import driver
-from engine.environment import REPO, engine_environment
+from engine.environment import BIN, REPO, STATE, engine_environment
 from engine.scratch import copy_project
 from tests.cluster.conftest import Cluster, cluster  # noqa: F401  (the session's cluster)
 
@@ -101,6 +101,19 @@ def planned_steps(events: list[auto.EngineEvent]) -> list[auto.StepEventMetadata
     ]
 
 
+def buildkit_builds() -> int:
+    """How many builds the local BuildKit daemon has run (its build history)."""
+    socket = STATE / "buildkit" / "buildkitd.sock"
+    listing = subprocess.run(
+        [str(BIN / "buildctl"), "--addr", f"unix://{socket}", "debug", "histories"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return sum(1 for line in listing.splitlines()[1:] if line.strip())
+
+
 def registry_digest(repository: str, tag: str) -> str:
     """The manifest digest the local registry serves for a tag."""
     request = urllib.request.Request(
@@ -145,9 +158,14 @@ def engine_stack(
         },
     )
     stack.write_config()
+    # The inline program runs in this process, and the Kubernetes SDK reads KUBECONFIG from it
+    # into the provider's inputs: the same environment as `make` gives `python -m engine`.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KUBECONFIG", cluster.env["KUBECONFIG"])
     try:
         yield stack
     finally:
+        patch.undo()
         stack.write_config()
         destroyed = stack.cli("destroy", "--remove")
         if destroyed.returncode != 0:

@@ -54,6 +54,7 @@ def test_refreshes_and_unchanged_resources_are_not_drift() -> None:
         step("same", DEPLOYMENT_URN),
         step("read", PDB_URN),
         step("update", "urn:pulumi:dev::p::pulumi:pulumi:Stack::p-dev"),
+        step("update", "urn:pulumi:dev::p::pulumi:providers:kubernetes::kubernetes"),
         EngineEvent.from_json({"stdoutEvent": {"message": "x", "color": "never"}}),
     ]
     report = drift_report("dev", events)

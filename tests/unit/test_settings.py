@@ -148,6 +148,12 @@ CROSS_RULES = [
     ("dev", {"memoryRequest": "2Gi", "memoryLimit": "1Gi"}, "must be ≤ memoryLimit (1Gi)"),
     ("dev", {"gpuPoolMinNodes": 4, "gpuPoolMaxNodes": 3}, "must be ≤ gpuPoolMaxNodes (3)"),
     ("dev", {"gpuCount": 2}, "gpuCount = 2: must be ≤ gpuAcceleratorsPerNode (1)"),
+    (
+        "prod",
+        {"renderYamlToDirectory": "rendered"},
+        'kubeContext = "gke_ml-platform-prod_us-central1_serving": must be empty with '
+        "renderYamlToDirectory (no cluster)",
+    ),
     ("dev", {"registryAuth": "basic"}, "registryUsername"),
     ("dev", {"registryAuth": "basic", "registryUsername": "ci"}, "registryPassword"),
     ("prod", {"gpuAcceleratorType": "nvidia-a10g"}, "must be a GKE accelerator"),

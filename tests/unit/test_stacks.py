@@ -73,10 +73,17 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     assert provider["context"] == "gke_ml-platform-prod_us-central1_serving"
 
 
-def test_render_mode_sends_the_manifests_to_a_directory(mocks: StackMocks) -> None:
+def test_render_mode_sends_the_manifests_to_a_directory_and_names_no_cluster(
+    mocks: StackMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK would fill the provider's kubeconfig from $KUBECONFIG, which the provider rejects
+    # beside renderYamlToDirectory.
+    monkeypatch.setenv("KUBECONFIG", "/somewhere/kubeconfig.yaml")
     run_stack("dev", renderYamlToDirectory="rendered/dev")
     provider = mocks.one("pulumi:providers:kubernetes").inputs
     assert provider["renderYamlToDirectory"] == "rendered/dev"
+    assert provider.get("kubeconfig", "") == ""
+    assert "context" not in provider
 
 
 def test_every_kubernetes_object_goes_through_the_explicit_provider(mocks: StackMocks) -> None:
