@@ -21,6 +21,10 @@ PLAIN_CLI_DIR = BIN / "cli"
 STATE = REPO / ".state"
 DEFAULT_PULUMI_HOME = STATE / "pulumi-home"
 DEFAULT_BACKEND_DIR = STATE / "pulumi-state"
+# The local registry's own CA (scripts/docker.sh), alone in its directory.
+LOCAL_REGISTRY_CA_DIR = STATE / "registry" / "tls" / "ca"
+# Where Go looks for CA certificates on Linux when SSL_CERT_DIR is not set.
+GO_DEFAULT_CERT_DIRS = ("/etc/ssl/certs", "/etc/pki/tls/certs")
 # Holds the buildx builder registration the docker-build provider looks up by name.
 DOCKER_CONFIG_DIR = STATE / "docker-config"
 # Guards only local dev state; real environments use a KMS (see README, "State and secrets").
@@ -59,6 +63,11 @@ def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE)
     env.setdefault("DOCKER_CONFIG", str(DOCKER_CONFIG_DIR))
+    # The docker-build provider checks pushed images in the local registry over TLS: Go adds
+    # every certificate of each SSL_CERT_DIR directory to the system bundle.
+    cert_dirs = env.get("SSL_CERT_DIR", os.pathsep.join(GO_DEFAULT_CERT_DIRS)).split(os.pathsep)
+    if str(LOCAL_REGISTRY_CA_DIR) not in cert_dirs:
+        env["SSL_CERT_DIR"] = os.pathsep.join([str(LOCAL_REGISTRY_CA_DIR), *cert_dirs])
     env.update(
         {
             # Offline: no update check, no plugin download (a missing plugin is an error),
@@ -117,6 +126,6 @@ def shell_exports(env: dict[str, str]) -> str:
     lines += [
         f"export {key}={shlex.quote(value)}"
         for key, value in sorted(env.items())
-        if key.startswith("PULUMI_") or key == "DOCKER_CONFIG"
+        if key.startswith("PULUMI_") or key in ("DOCKER_CONFIG", "SSL_CERT_DIR")
     ]
     return "\n".join(lines)

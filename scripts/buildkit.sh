@@ -10,7 +10,7 @@
 # $BUILDER_NAME in the project's Docker CLI configuration (DOCKER_CONFIG=.state/docker-config,
 # with .bin/docker-buildx as its buildx plugin): the stack's `imageBuilder` names it.
 # Builds use the host network (dockerd has no bridge), hence the network.host entitlement.
-# The local registry on 127.0.0.1:5000 is plain HTTP (scripts/docker.sh).
+# The local registry on 127.0.0.1:5000 speaks TLS with the project's own CA (scripts/docker.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +22,7 @@ LOG="$BUILDKIT_STATE/buildkitd.log"
 CONFIG="$BUILDKIT_STATE/buildkitd.toml"
 SOCKET="$BUILDKIT_STATE/buildkitd.sock"
 REGISTRY_ADDR="127.0.0.1:5000"
+REGISTRY_CA="$STATE_DIR/registry/tls/ca/ca.crt"
 BUILDER_NAME="${BUILDER_NAME:-gpu-serving-local}"
 export DOCKER_CONFIG="${DOCKER_CONFIG:-$STATE_DIR/docker-config}"
 START_TIMEOUT_SECONDS="${START_TIMEOUT_SECONDS:-60}"
@@ -42,13 +43,15 @@ preflight() {
     done
     command -v runc >/dev/null 2>&1 || die "runc is missing (Debian's runc; scripts/docker.sh start installs it with docker.io)"
     [[ "$(id -u)" == 0 ]] || die "buildkitd must be started as root"
+    [[ -s "$REGISTRY_CA" ]] || die "no registry CA at $REGISTRY_CA; start the registry first: scripts/docker.sh start"
     # Unix socket paths are limited to 108 bytes.
     ((${#SOCKET} < 100)) || die "socket path too long for a unix socket: $SOCKET (set STATE_DIR)"
 }
 
+# Writes the daemon's configuration; exit status 0 when it changed.
 write_config() {
     mkdir -p "$BUILDKIT_STATE/root"
-    cat >"$CONFIG" <<CONF
+    cat >"$CONFIG.new" <<CONF
 # Written by scripts/buildkit.sh.
 root = "$BUILDKIT_STATE/root"
 insecure-entitlements = ["network.host"]
@@ -66,19 +69,28 @@ insecure-entitlements = ["network.host"]
 [worker.containerd]
   enabled = false
 
-# The project's registry: plain HTTP on loopback.
+# The project's registry, verified against its own CA. http = false: BuildKit would otherwise
+# speak plain HTTP to a loopback registry.
 [registry."$REGISTRY_ADDR"]
-  http = true
-  insecure = true
+  http = false
+  ca = ["$REGISTRY_CA"]
 CONF
+    if cmp -s "$CONFIG.new" "$CONFIG"; then
+        rm -f "$CONFIG.new"
+        return 1
+    fi
+    mv -f "$CONFIG.new" "$CONFIG"
 }
 
 start_daemon() {
+    if write_config && live_pid "$PIDFILE" buildkitd >/dev/null; then
+        log "configuration changed: restarting buildkitd"
+        stop_pid buildkitd "$PIDFILE" buildkitd
+    fi
     if daemon_answers; then
         log "buildkitd already answers on $SOCKET"
         return 0
     fi
-    write_config
     rm -f "$SOCKET"
     log "starting buildkitd (state $BUILDKIT_STATE, log $LOG)"
     setsid "$BIN/buildkitd" --config "$CONFIG" --oci-worker-net host </dev/null >>"$LOG" 2>&1 &

@@ -21,6 +21,11 @@ DOCKERD_LOG="$DOCKER_STATE/dockerd.log"
 REGISTRY_PIDFILE="$REGISTRY_STATE/registry.pid"
 REGISTRY_LOG="$REGISTRY_STATE/registry.log"
 REGISTRY_CONFIG="$REGISTRY_STATE/config.yml"
+# TLS with a CA of our own, so every client verifies the registry: the docker-build provider
+# (engine/environment.py adds the CA directory to SSL_CERT_DIR), BuildKit (its config), the
+# tests. dockerd treats 127.0.0.0/8 as an insecure registry and accepts it as well.
+REGISTRY_TLS="$REGISTRY_STATE/tls"
+REGISTRY_CA="$REGISTRY_TLS/ca/ca.crt"
 REGISTRY_ADDR="127.0.0.1:5000"
 # The default socket, so every client (docker CLI, Pulumi's docker-build provider) finds the
 # engine without DOCKER_HOST.
@@ -40,7 +45,7 @@ docker_cli() { DOCKER_HOST="unix://$DOCKER_SOCKET" docker "$@"; }
 daemon_answers() { docker_cli version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 registry_answers() {
-    curl -fsS --max-time 2 -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null
+    curl -fsS --max-time 2 --cacert "$REGISTRY_CA" -o /dev/null "https://$REGISTRY_ADDR/v2/" 2>/dev/null
 }
 
 install_packages() {
@@ -117,8 +122,25 @@ exec_root() {
     fi
 }
 
+# A CA and a server certificate for 127.0.0.1 and localhost, made once; the CA's key never
+# leaves the state directory.
+write_registry_certificates() {
+    [[ -s "$REGISTRY_CA" && -s "$REGISTRY_TLS/server.crt" ]] && return 0
+    mkdir -p "$REGISTRY_TLS/ca"
+    chmod 0700 "$REGISTRY_TLS"
+    openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=gpu-model-serving local registry CA" \
+        -keyout "$REGISTRY_TLS/ca.key" -out "$REGISTRY_CA" 2>/dev/null
+    openssl req -newkey rsa:3072 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$REGISTRY_TLS/server.key" -out "$REGISTRY_TLS/server.csr" 2>/dev/null
+    openssl x509 -req -in "$REGISTRY_TLS/server.csr" -CA "$REGISTRY_CA" -CAkey "$REGISTRY_TLS/ca.key" \
+        -CAcreateserial -days 825 -out "$REGISTRY_TLS/server.crt" \
+        -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n') 2>/dev/null
+    log "registry TLS: CA $REGISTRY_CA"
+}
+
 write_registry_config() {
     mkdir -p "$REGISTRY_STATE/data"
+    write_registry_certificates
     # No http.debug section: the debug/metrics listener stays off.
     cat >"$REGISTRY_CONFIG" <<EOF
 version: 0.1
@@ -135,6 +157,9 @@ storage:
     blobdescriptor: inmemory
 http:
   addr: $REGISTRY_ADDR
+  tls:
+    certificate: $REGISTRY_TLS/server.crt
+    key: $REGISTRY_TLS/server.key
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
@@ -166,7 +191,7 @@ start_registry() {
         ((SECONDS < deadline)) || die "registry did not answer within ${START_TIMEOUT_SECONDS}s; see $REGISTRY_LOG"
         sleep 0.2
     done
-    log "registry ready (pid $pid): http://$REGISTRY_ADDR/v2/"
+    log "registry ready (pid $pid): https://$REGISTRY_ADDR/v2/ (CA $REGISTRY_CA)"
 }
 
 # dockerd leaves the bind mount of its network namespace (<exec-root>/netns/default) behind

@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from engine.scratch import copy_project
 from tests.cluster.conftest import Cluster, cluster  # noqa: F401  (the session's cluster)
 
 PROJECT = "gpu-model-serving"
-REGISTRY = "127.0.0.1:5000"
 ENGINE_TIMEOUT_SECONDS = 900
 
 
@@ -112,27 +110,6 @@ def buildkit_builds() -> int:
         check=True,
     ).stdout
     return sum(1 for line in listing.splitlines()[1:] if line.strip())
-
-
-def registry_digest(repository: str, tag: str) -> str:
-    """The manifest digest the local registry serves for a tag."""
-    request = urllib.request.Request(
-        f"http://{REGISTRY}/v2/{repository}/manifests/{tag}",
-        method="HEAD",
-        headers={
-            "Accept": ", ".join(
-                [
-                    "application/vnd.oci.image.index.v1+json",
-                    "application/vnd.oci.image.manifest.v1+json",
-                    "application/vnd.docker.distribution.manifest.list.v2+json",
-                    "application/vnd.docker.distribution.manifest.v2+json",
-                ]
-            )
-        },
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10) as response:
-        return str(response.headers["Docker-Content-Digest"])
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,9 @@ from tests.engine.conftest import (
     EngineStack,
     buildkit_builds,
     planned_steps,
-    registry_digest,
     report_of,
 )
+from tests.registry import manifest_digest
 from tests.unit.kubernetes_schema import validation_errors
 
 pytestmark = pytest.mark.engine
@@ -94,7 +94,7 @@ def test_the_image_is_pinned_by_the_digest_the_registry_serves(
     match = re.fullmatch(r"127\.0\.0\.1:5000/(model-server)@(sha256:[0-9a-f]{64})", image_ref)
     assert match, image_ref
     tag = engine_stack.base_config["gpu-model-serving:imageTag"]
-    assert registry_digest(match.group(1), tag) == match.group(2)
+    assert manifest_digest(match.group(1), tag) == match.group(2)
 
 
 def test_the_pods_run_the_pinned_image_on_gpu_nodes_only(
@@ -129,7 +129,7 @@ def test_a_second_up_changes_and_rebuilds_nothing(
     assert auto.OpType.SAME in image_ops and auto.OpType.UPDATE not in image_ops, image_ops
     assert buildkit_builds() == builds_before
     tag = engine_stack.base_config["gpu-model-serving:imageTag"]
-    assert registry_digest("model-server", tag) == digest_before
+    assert manifest_digest("model-server", tag) == digest_before
 
 
 def test_a_config_change_previews_as_an_update_of_exactly_that_object(
@@ -205,6 +205,8 @@ def test_the_hpas_own_scaling_is_not_drift(
     assert drift.returncode == 0, drift.stdout + drift.stderr
     assert report_of(report_file) == {"stack": engine_stack.name, "drifted": False, "resources": []}
     assert "no drift" in drift.stdout
+    # The docker-build provider verified the pushed image in the registry (TLS, our CA).
+    assert "unable to verify image tags" not in drift.stderr, drift.stderr
 
 
 def test_hand_edits_are_drift_and_up_restores_exactly_the_declared_fields(

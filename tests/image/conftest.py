@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry import REGISTRY
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
-REGISTRY = "127.0.0.1:5000"
+
 TEST_REPOSITORY = f"{REGISTRY}/model-server-test"
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/debian-python:bookworm")
 BUILD_TIMEOUT_SECONDS = 3600

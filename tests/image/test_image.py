@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry import REGISTRY, manifest_digest, registry_request
+
 pytestmark = pytest.mark.docker
 
 FIXTURE = Path(__file__).with_name("digits_fixture.json")
@@ -31,14 +33,6 @@ READY_TIMEOUT_SECONDS = 180
 # and exit 0 within it.
 GRACE_PERIOD_SECONDS = 30
 DRAIN_TIMEOUT_SECONDS = 5
-MANIFEST_MEDIA_TYPES = ", ".join(
-    [
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-    ]
-)
 PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\s+(.+?)\s+-----END CERTIFICATE-----", re.DOTALL
 )
@@ -232,29 +226,18 @@ def test_push_lands_in_local_registry(image: str, docker: Docker) -> None:
     docker("push", image, timeout=900)
     repository, tag = image.rsplit(":", 1)
     registry, name = repository.split("/", 1)
+    assert registry == REGISTRY
     repo_digests = docker("image", "inspect", "--format", "{{json .RepoDigests}}", image).stdout
     digest = next(d.split("@", 1)[1] for d in json.loads(repo_digests) if d.startswith(repository))
 
-    by_tag = urllib.request.Request(
-        f"http://{registry}/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_MEDIA_TYPES}
-    )
-    with urllib.request.urlopen(by_tag, timeout=30) as response:
+    with registry_request(f"/v2/{name}/manifests/{tag}") as response:
         assert response.headers["Docker-Content-Digest"] == digest
         manifest = json.loads(response.read())
-    by_digest = urllib.request.Request(
-        f"http://{registry}/v2/{name}/manifests/{digest}",
-        headers={"Accept": MANIFEST_MEDIA_TYPES},
-        method="HEAD",
-    )
-    with urllib.request.urlopen(by_digest, timeout=30) as response:
-        assert response.status == 200
+    assert manifest_digest(name, digest) == digest
     config_digest = manifest["config"]["digest"]
     image_id = docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
     assert config_digest == image_id
 
     # The registry runs with deletes enabled: test manifests do not pile up run after run.
-    delete = urllib.request.Request(
-        f"http://{registry}/v2/{name}/manifests/{digest}", method="DELETE"
-    )
-    with urllib.request.urlopen(delete, timeout=30) as response:
+    with registry_request(f"/v2/{name}/manifests/{digest}", "DELETE") as response:
         assert response.status == 202

@@ -15,7 +15,7 @@ PDB_URN = URN + "kubernetes:policy/v1:PodDisruptionBudget::model-server-disrupti
 
 
 def step(op: str, urn: str, **metadata: Any) -> EngineEvent:
-    kind = urn.split("::")[-2].split("$")[-1]
+    kind = urn.split("::")[-2].rsplit("$", maxsplit=1)[-1]
     return EngineEvent.from_json(
         {"resourcePreEvent": {"metadata": {"op": op, "urn": urn, "type": kind, **metadata}}}
     )

@@ -200,7 +200,9 @@ def test_all_problems_are_reported_together() -> None:
         hpaMaxReplicas=0, cpuRequest="x", registry="not a registry", hpaMetric="rps"
     )
     keys = {p.split(" ")[0] for p in problems}
-    assert {f"{PROJECT}:{k}" for k in ("hpaMaxReplicas", "cpuRequest", "registry", "hpaMetric")} <= keys
+    assert {
+        f"{PROJECT}:{k}" for k in ("hpaMaxReplicas", "cpuRequest", "registry", "hpaMetric")
+    } <= keys
     assert "4 problems" in str(ConfigError(problems[:4]))
 
 
