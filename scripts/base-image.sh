@@ -6,7 +6,7 @@
 #   scripts/base-image.sh [--force]
 #
 # Idempotent: does nothing when $BASE_IMAGE exists; imports the cached rootfs tarball
-# ($STATE_DIR/base-image/) when only the image is missing. --force rebuilds both.
+# ($CACHE_DIR, machine-level) when only the image is missing. --force rebuilds both.
 # Drop-in for python:3.11-slim-bookworm as far as model/Dockerfile needs: `python3` (3.11) on
 # PATH, the venv module, CA certificates, LANG=C.UTF-8.
 set -euo pipefail
@@ -19,7 +19,8 @@ BASE_IMAGE="${BASE_IMAGE:-localhost/debian-python:bookworm}"
 REGISTRY_BASE_IMAGE="${REGISTRY_BASE_IMAGE:-127.0.0.1:5000/debian-python:bookworm}"
 SUITE=bookworm
 PACKAGES=python3,python3-venv,ca-certificates
-CACHE_DIR="$STATE_DIR/base-image"
+# Machine-level, like pip's cache: a clean clone (CI) imports the rootfs instead of debootstrapping.
+CACHE_DIR="${BASE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-model-serving/base-image}"
 TARBALL="$CACHE_DIR/debian-python-$SUITE.tar.gz"
 
 log() { printf '[base-image.sh] %s\n' "$*" >&2; }

@@ -16,7 +16,9 @@
 # `CGO_ENABLED=0 go build -p 2 -trimpath -ldflags "-s -w -X <version variable>=<version>"`.
 # A binary is rebuilt only when its stamp changes: a hash of every file of its tools/<dir>/, the
 # package, the build flags and ldflags, and `go env GOVERSION`. Go's module and build caches are
-# reused (GOMODCACHE, GOCACHE), so a rerun with nothing changed takes a second or two.
+# reused (GOMODCACHE, GOCACHE), so a rerun with nothing changed takes a second or two, and each
+# built binary is kept by stamp in $TOOLCHAIN_CACHE (default ~/.cache/gpu-model-serving/bin), so
+# a clean clone of the same sources restores it instead of building.
 #
 # Layout: .bin/pulumi is the CLI; the Automation API driver (engine/) runs it through
 # .bin/pulumi-engine/bin/pulumi with no language host beside it (so the engine can start Python
@@ -36,6 +38,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN="$ROOT/.bin"
 STAMPS="$BIN/.stamps"
+# Built binaries by stamp, shared by every checkout on the machine like Go's own caches: a clean
+# clone (CI) restores them instead of relinking. A stamp covers every input of the build.
+BIN_CACHE="${TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-model-serving/bin}"
 TOOLS="$ROOT/tools"
 LOGS="$ROOT/.state/toolchain-logs"
 export PULUMI_HOME="${PULUMI_HOME:-$ROOT/.state/pulumi-home}"
@@ -176,6 +181,12 @@ link_cli_layouts() {
         ln -sfn "$(readlink -f "$BIN/pulumi")" "$BIN/cli/pulumi"
 }
 
+# What every install of a binary ends with, built or restored: its companions and its stamp.
+finish_install() {
+    [ "$1" = pulumi-language-python ] && install_language_host_exec
+    printf '%s\n' "$2" >"$STAMPS/$1"
+}
+
 FAILED=()
 BUILT=()
 
@@ -196,6 +207,14 @@ build_one() {
     stamp=$(stamp_of "$name")
     if [ -x "$out" ] && [ ! -L "$out" ] && [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$stamp" ]; then
         log "$name: up to date (stamp ${stamp:0:12})"
+        return
+    fi
+    local cached="$BIN_CACHE/$name-$stamp"
+    if [ -x "$cached" ]; then
+        mkdir -p "$(dirname "$out")"
+        cp -f "$cached" "$out.tmp" && mv -f "$out.tmp" "$out"
+        finish_install "$name" "$stamp"
+        log "$name: restored from the binary cache (stamp ${stamp:0:12})"
         return
     fi
     logf="$LOGS/$name.log"
@@ -227,8 +246,11 @@ build_one() {
         return
     fi
     mv -f "$out.tmp" "$out"
-    [ "$name" = pulumi-language-python ] && install_language_host_exec
-    printf '%s\n' "$stamp" >"$STAMPS/$name"
+    finish_install "$name" "$stamp"
+    # Keep one cached build per tool: the newest.
+    mkdir -p "$BIN_CACHE"
+    rm -f "$BIN_CACHE/$name"-*
+    cp -f "$out" "$cached"
     secs=$(($(date +%s) - t0))
     log "$name: built in ${secs}s ($(du -h "$out" | cut -f1)$(grep -o 'peak RSS [0-9]* KB' "$logf" | tail -1 | sed 's/^/, /'))"
     BUILT+=("$name")
