@@ -21,7 +21,7 @@ export MODEL_BUILD_CA_BUNDLE ?= $(SSL_CERT_FILE)
 
 .PHONY: help
 help: ## List the project commands
-	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 # --- Environments -----------------------------------------------------------------------
 
@@ -152,3 +152,7 @@ test: lint test-unit test-model test-image test-cluster test-engine ## Everythin
 .PHONY: bench
 bench: model-venv ## Python runtime vs Flask + Keras predict (writes bench/results/)
 	model/.venv/bin/python bench/serving_bench.py
+
+.PHONY: bench-engine
+bench-engine: venv engine-toolchain base-image buildkit cluster ## The engine's preview vs a minimal program, no-op up
+	eval "$$(scripts/cluster.sh env)"; $(PY) bench/engine_bench.py

@@ -22,7 +22,7 @@ import yaml
 from pulumi import automation as auto
 
 from engine import driver
-from engine.environment import BIN, REPO, STATE, engine_environment
+from engine.environment import BIN, PLAIN_CLI_DIR, REPO, STATE, engine_environment
 from engine.scratch import copy_project
 from tests.cluster.conftest import Cluster, cluster  # noqa: F401  (the session's cluster)
 
@@ -78,6 +78,32 @@ class EngineStack:
             ],
             cwd=REPO,
             env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    def plain_cli(
+        self, command: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`pulumi COMMAND` in the project copy, as a user types it after
+        `eval "$(python -m engine env)"`: the CLI beside its Python host, the venv's python."""
+        base = env or self.env
+        path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(PLAIN_CLI_DIR), base["PATH"]])
+        return subprocess.run(
+            [
+                "pulumi",
+                command,
+                "--stack",
+                self.name,
+                "--config-file",
+                str(self.config_file),
+                "--non-interactive",
+                *args,
+            ],
+            cwd=self.work_dir,
+            env={**base, "PATH": path},
             capture_output=True,
             text=True,
             timeout=ENGINE_TIMEOUT_SECONDS,

@@ -7,7 +7,6 @@ stack deployed as declared for the next.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import yaml
 from pulumi import automation as auto
 
 import stack_outputs
-from engine.environment import ENGINE_CLI_ROOT, PLAIN_CLI_DIR, REPO
+from engine.environment import ENGINE_CLI_ROOT
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path, wait_for
 from tests.cluster.stack import condition, rolled_out
@@ -313,59 +312,21 @@ def test_the_engine_itself_refuses_to_download_a_missing_plugin(
     env = {**engine_stack.env, "PULUMI_HOME": str(tmp_path / "empty-home")}
     assert env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
     started = time.monotonic()
-    preview = subprocess.run(
-        [
-            "pulumi",
-            "preview",
-            "--stack",
-            engine_stack.name,
-            "--config-file",
-            str(engine_stack.config_file),
-            "--non-interactive",
-        ],
-        cwd=engine_stack.work_dir,
-        env=_plain_cli_env(env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    preview = engine_stack.plain_cli("preview", env=env)
     output = preview.stdout + preview.stderr
     assert preview.returncode != 0, output
-    assert re.search(r"no resource plugin 'pulumi-resource-(kubernetes|docker-build)'", output) or (
-        "not found" in output and "plugin" in output
+    assert re.search(
+        r"no resource plugin 'pulumi-resource-(kubernetes|docker-build)' found in the workspace",
+        output,
     ), output
     assert "Downloading" not in output and "get.pulumi.com" not in output
     assert time.monotonic() - started < 240
 
 
-def _plain_cli_env(env: dict[str, str]) -> dict[str, str]:
-    """The plain CLI as `eval "$(python -m engine env)"` sets it up."""
-    return {**env, "PATH": f"{REPO / '.venv' / 'bin'}:{PLAIN_CLI_DIR}:{env['PATH']}"}
-
-
 def test_the_plain_cli_previews_the_deployed_stack_as_unchanged(
     engine_stack: EngineStack, deployed: dict[str, Any]
 ) -> None:
-    preview = subprocess.run(
-        [
-            "pulumi",
-            "preview",
-            "--stack",
-            engine_stack.name,
-            "--config-file",
-            str(engine_stack.config_file),
-            "--non-interactive",
-            "--expect-no-changes",
-            "--skip-plugin-pre-install",
-        ],
-        cwd=engine_stack.work_dir,
-        env=_plain_cli_env(engine_stack.env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    preview = engine_stack.plain_cli("preview", "--expect-no-changes", "--skip-plugin-pre-install")
     assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
     assert re.search(r"\d+ unchanged", preview.stdout), preview.stdout
 
