@@ -144,13 +144,25 @@ external_pulumi() {
     [ "$v" = "v$PULUMI_VERSION" ] && printf '%s\n' "$p"
 }
 
+# The download directory of MODULE at the version tools/DIR/go.mod requires (downloaded first:
+# `go list -m` alone prints nothing for a module not in the cache yet).
+module_dir() {
+    local dir
+    dir=$(cd "$TOOLS/$1" && go mod download "$2" && go list -m -f '{{.Dir}}' "$2") || return 1
+    if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+        err "no download directory for $2"
+        return 1
+    fi
+    printf '%s\n' "$dir"
+}
+
 # The provider's main embeds its schema (with the release version set) and its Terraform
 # mapping; both are generated from the module download, as upstream's release build does.
 # shellcheck disable=SC2317 # called through $PREPARE
 write_kubernetes_embeds() {
     local src
-    src=$(cd "$TOOLS/pulumi-resource-kubernetes" &&
-        go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes || return 1
+    src=$(module_dir pulumi-resource-kubernetes github.com/pulumi/pulumi-kubernetes/provider/v4) || return 1
+    src+=/cmd/pulumi-resource-kubernetes
     python3 - "$src" "$TOOLS/pulumi-resource-kubernetes" "$KUBERNETES_PROVIDER_VERSION" <<'PY'
 import json, pathlib, sys
 src, dst, version = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
@@ -165,7 +177,7 @@ PY
 # The language host refuses to start without its exec script beside it.
 install_language_host_exec() {
     local sdk
-    sdk=$(cd "$TOOLS/pulumi-language-python" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3) || return 1
+    sdk=$(module_dir pulumi-language-python github.com/pulumi/pulumi/sdk/v3) || return 1
     install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/cli/pulumi-language-python-exec"
 }
 
