@@ -86,7 +86,7 @@ stop: ## Stop every server this project started (by PID)
 # comes from the environment (scripts/cluster.sh env) rather than the stack file.
 LOCAL_CLUSTER := $(if $(filter dev,$(STACK)),cluster)
 WITH_CLUSTER := $(if $(LOCAL_CLUSTER),eval "$$(scripts/cluster.sh env)";)
-ENGINE_TOOLS := venv engine-toolchain $(LOCAL_CLUSTER)
+STACK_PREREQUISITES := venv engine-toolchain $(LOCAL_CLUSTER)
 DRIFT_REPORT ?= .state/drift-$(STACK).json
 
 .PHONY: engine-toolchain
@@ -94,23 +94,23 @@ engine-toolchain: ## Build (if missing) the Pulumi CLI, its Python host and the 
 	scripts/toolchain.sh engine
 
 .PHONY: up
-up: $(ENGINE_TOOLS) base-image buildkit ## Build, push and deploy STACK (default dev) with the real engine
+up: $(STACK_PREREQUISITES) base-image buildkit ## Build, push and deploy STACK (default dev) with the real engine
 	$(WITH_CLUSTER) $(ENGINE) up --stack $(STACK)
 
 .PHONY: preview
-preview: $(ENGINE_TOOLS) ## Show what `make up` would change in STACK, with the diff
+preview: $(STACK_PREREQUISITES) ## Show what `make up` would change in STACK, with the diff
 	$(WITH_CLUSTER) $(ENGINE) preview --stack $(STACK)
 
 .PHONY: drift
-drift: $(ENGINE_TOOLS) ## Compare STACK with the live cluster; writes nothing to state (exit 2: drift)
+drift: $(STACK_PREREQUISITES) ## Compare STACK with the live cluster; writes nothing to state (exit 2: drift)
 	$(WITH_CLUSTER) $(ENGINE) drift --stack $(STACK) --report $(DRIFT_REPORT)
 
 .PHONY: refresh
-refresh: $(ENGINE_TOOLS) ## Accept the live cluster into STACK's state (pulumi refresh)
+refresh: $(STACK_PREREQUISITES) ## Accept the live cluster into STACK's state (pulumi refresh)
 	$(WITH_CLUSTER) $(ENGINE) refresh --stack $(STACK)
 
 .PHONY: destroy
-destroy: $(ENGINE_TOOLS) ## Delete everything STACK deployed
+destroy: $(STACK_PREREQUISITES) ## Delete everything STACK deployed
 	$(WITH_CLUSTER) $(ENGINE) destroy --stack $(STACK)
 
 # --- Checks -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import driver  # noqa: E402
-from engine.environment import ENGINE_CLI_ROOT, engine_environment  # noqa: E402
+from engine.environment import engine_environment  # noqa: E402
 from engine.scratch import copy_project  # noqa: E402
 
 PROJECT = "gpu-model-serving"
@@ -86,11 +86,7 @@ def main() -> int:
             stack_name="bench-minimal",
             project_name="bench-minimal",
             program=minimal_program,
-            opts=auto.LocalWorkspaceOptions(
-                work_dir=str(minimal_dir),
-                env_vars=env,
-                pulumi_command=auto.PulumiCommand(root=str(ENGINE_CLI_ROOT)),
-            ),
+            opts=driver.workspace_options(minimal_dir, env),
         )
         quiet: Callable[[str], None] = lambda _line: None  # noqa: E731
         try:

@@ -45,6 +45,15 @@ class StackTarget:
     work_dir: Path = REPO
 
 
+def workspace_options(work_dir: Path, engine_env: dict[str, str]) -> auto.LocalWorkspaceOptions:
+    """A workspace on `work_dir` running our CLI (no language host beside it) with `engine_env`."""
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        env_vars=engine_env,
+        pulumi_command=auto.PulumiCommand(root=str(ENGINE_CLI_ROOT)),
+    )
+
+
 def open_stack(target: StackTarget, env: dict[str, str] | None = None) -> auto.Stack:
     engine_env = engine_environment(env)
     check_engine(engine_env)
@@ -53,12 +62,17 @@ def open_stack(target: StackTarget, env: dict[str, str] | None = None) -> auto.S
         stack_name=target.name,
         project_name=project_name(target.work_dir),
         program=inline_program(target.work_dir),
-        opts=auto.LocalWorkspaceOptions(
-            work_dir=str(target.work_dir),
-            env_vars=engine_env,
-            pulumi_command=auto.PulumiCommand(root=str(ENGINE_CLI_ROOT)),
-        ),
+        opts=workspace_options(target.work_dir, engine_env),
     )
+
+
+def stack_names(work_dir: Path, env: dict[str, str] | None = None) -> list[str]:
+    """The project's stacks in the backend `env` names."""
+    opts = workspace_options(work_dir, engine_environment(env))
+    workspace = auto.LocalWorkspace(
+        work_dir=opts.work_dir, env_vars=opts.env_vars, pulumi_command=opts.pulumi_command
+    )
+    return [summary.name for summary in workspace.list_stacks()]
 
 
 Printer = Callable[[str], None]

@@ -22,6 +22,7 @@ import yaml
 from pulumi import automation as auto
 
 from engine import driver
+from engine.drift import UNCHANGED_OPS
 from engine.environment import BIN, PLAIN_CLI_DIR, REPO, STATE, engine_environment
 from engine.scratch import copy_project
 from tests.cluster.conftest import Cluster, cluster  # noqa: F401  (the session's cluster)
@@ -117,11 +118,10 @@ class EngineStack:
 
 def planned_steps(events: list[auto.EngineEvent]) -> list[auto.StepEventMetadata]:
     """The steps a preview or update planned, except keeping or reading a resource."""
-    unchanged = {auto.OpType.SAME, auto.OpType.READ, auto.OpType.REFRESH}
     return [
         e.resource_pre_event.metadata
         for e in events
-        if e.resource_pre_event and e.resource_pre_event.metadata.op not in unchanged
+        if e.resource_pre_event and e.resource_pre_event.metadata.op not in UNCHANGED_OPS
     ]
 
 
