@@ -20,6 +20,29 @@ BASE_IMAGE_BUILD_ARG: dict[ServingRuntime, str] = {
 CA_BUNDLE_SECRET_ID = "ca_bundle"
 
 
+def digest_or_pending(digest: str) -> pulumi.Input[str]:
+    """The pushed digest; in a preview that would rebuild, a value known only after `up`.
+
+    The provider previews a rebuild's digest as "" (a known value), which would show every pod
+    template as moving to `<repository>@` and fail the policy pack's digest rule.
+    """
+    if digest:
+        return digest
+    if not pulumi.runtime.is_dry_run():
+        raise ValueError("the image build reported no digest: the push did not happen")
+    return _unknown_output()
+
+
+def _unknown_output() -> pulumi.Output[str]:
+    async def no_value() -> str:
+        return ""
+
+    async def not_known() -> bool:
+        return False
+
+    return pulumi.Output(set(), no_value(), not_known())
+
+
 @dataclass(frozen=True)
 class ModelImageArgs:
     image: ImageSettings
@@ -76,8 +99,8 @@ class ModelImage(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.digest = built.digest
-        self.image_ref = pulumi.Output.concat(image.repository_url, "@", built.digest)
+        self.digest = built.digest.apply(digest_or_pending)
+        self.image_ref = pulumi.Output.concat(image.repository_url, "@", self.digest)
         self.register_outputs({"image_ref": self.image_ref, "digest": self.digest})
 
     @staticmethod

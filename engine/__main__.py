@@ -14,6 +14,7 @@ from pulumi import automation as auto
 
 from engine import driver
 from engine.environment import REPO, EngineMissingError, engine_environment, shell_exports
+from engine.preview_record import preview_record
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 2
@@ -36,6 +37,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--report", type=Path, help="drift: also write the report as JSON to this file"
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        help="preview: also write what it would do (steps, field diffs, policy) as JSON here",
     )
     parser.add_argument(
         "--remove", action="store_true", help="destroy: also remove the stack and its history"
@@ -65,6 +71,8 @@ def main(argv: list[str]) -> int:
                 args.report.write_text(json.dumps(report.as_json(), indent=2, default=str) + "\n")
             print(report.describe())
             return EXIT_DRIFT if report.drifted else 0
+        if args.command == "preview" and args.record:
+            return _recorded_preview(stack, target, args.record)
         OPERATIONS[args.command](stack, target, progress)
         if args.command == "destroy" and args.remove:
             stack.workspace.remove_stack(target.name)
@@ -78,6 +86,23 @@ def main(argv: list[str]) -> int:
         print(_engine_stderr(error), file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _recorded_preview(stack: auto.Stack, target: driver.StackTarget, record: Path) -> int:
+    """A preview whose record is written whether it passes or not: a failing preview (a policy
+    violation) is exactly what the reviewer must see."""
+    events: list[auto.EngineEvent] = []
+    try:
+        driver.preview(stack, target, print, on_event=events.append)
+        succeeded = True
+    except auto.CommandError as error:
+        print(f"engine: preview of stack {target.name} failed", file=sys.stderr)
+        print(_engine_stderr(error), file=sys.stderr)
+        succeeded = False
+    result = preview_record(target.name, events, succeeded)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+    return 0 if succeeded else EXIT_ERROR
 
 
 def _to_stderr(line: str) -> None:

@@ -14,11 +14,16 @@ from pulumi import automation as auto
 from engine.drift import DriftReport, drift_report
 from engine.environment import (
     ENGINE_CLI_ROOT,
+    POLICY_PACK_DIR,
     REPO,
     check_engine,
     engine_environment,
     ensure_local_backend,
+    install_policy_analyzer,
 )
+
+# Mandatory on every preview and up: a violation fails the operation.
+POLICY_PACKS = [str(POLICY_PACK_DIR)]
 
 
 def project_name(work_dir: Path) -> str:
@@ -58,6 +63,7 @@ def open_stack(target: StackTarget, env: dict[str, str] | None = None) -> auto.S
     engine_env = engine_environment(env)
     check_engine(engine_env)
     ensure_local_backend(engine_env)
+    install_policy_analyzer(engine_env)
     return auto.create_or_select_stack(
         stack_name=target.name,
         project_name=project_name(target.work_dir),
@@ -83,7 +89,11 @@ def preview(
     stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
 ) -> auto.PreviewResult:
     return stack.preview(
-        diff=True, config_file=str(target.config_file), on_output=out, on_event=on_event
+        diff=True,
+        config_file=str(target.config_file),
+        policy_packs=POLICY_PACKS,
+        on_output=out,
+        on_event=on_event,
     )
 
 
@@ -95,6 +105,7 @@ def up(
     return stack.up(
         refresh=True,
         config_file=str(target.config_file),
+        policy_packs=POLICY_PACKS,
         on_output=out,
         on_event=on_event,
     )
@@ -113,7 +124,11 @@ def destroy(
 
 
 def drift(stack: auto.Stack, target: StackTarget, out: Printer) -> DriftReport:
-    """Refresh against the live cluster and preview, writing nothing to state."""
+    """Refresh against the live cluster and preview, writing nothing to state.
+
+    No policy pack: drift compares the cluster with the declaration, which preview and up
+    already held to policy; a violation here would turn a drift report into an error.
+    """
     events: list[auto.EngineEvent] = []
     stack.preview(
         refresh=True,

@@ -27,6 +27,9 @@ LOCAL_REGISTRY_CA_DIR = STATE / "registry" / "tls" / "ca"
 GO_DEFAULT_CERT_DIRS = ("/etc/ssl/certs", "/etc/pki/tls/certs")
 # Holds the buildx builder registration the docker-build provider looks up by name.
 DOCKER_CONFIG_DIR = STATE / "docker-config"
+# The policy pack every preview and up runs, and the analyzer plugin the engine starts it with.
+POLICY_PACK_DIR = REPO / "policy"
+POLICY_ANALYZER = POLICY_PACK_DIR / "bin" / "pulumi-analyzer-policy-python"
 # Guards only local dev state; real environments use a KMS (see README, "State and secrets").
 LOCAL_PASSPHRASE = "dev-only-local-state-passphrase"
 
@@ -86,6 +89,23 @@ def ensure_local_backend(env: dict[str, str]) -> None:
     url = env["PULUMI_BACKEND_URL"]
     if url.startswith("file://"):
         Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+
+
+def install_policy_analyzer(env: dict[str, str]) -> None:
+    """Link policy/bin's analyzer into PULUMI_HOME as the plugin analyzer policy-python.
+
+    With no Python language host visible, the engine starts a Python policy pack through that
+    plugin; it looks in PULUMI_HOME because PULUMI_IGNORE_AMBIENT_PLUGINS keeps it off PATH.
+    """
+    plugin_dir = (
+        Path(env["PULUMI_HOME"]) / "plugins" / f"analyzer-policy-python-v{_pin('pulumi-policy')}"
+    )
+    link = plugin_dir / POLICY_ANALYZER.name
+    if link.is_symlink() and link.resolve() == POLICY_ANALYZER:
+        return
+    plugin_dir.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(POLICY_ANALYZER)
 
 
 def check_engine(env: dict[str, str]) -> None:

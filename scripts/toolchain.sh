@@ -7,7 +7,8 @@
 #   scripts/toolchain.sh cluster    local control plane: etcd, kube-apiserver,
 #                                   kube-controller-manager, kube-scheduler, kwok, kwokctl,
 #                                   and kubectl to use it
-#   scripts/toolchain.sh all        both
+#   scripts/toolchain.sh lint       actionlint (the workflow checker `make lint` runs)
+#   scripts/toolchain.sh all        all three
 #   scripts/toolchain.sh verify     report the version of every binary present in .bin/
 #   scripts/toolchain.sh NAME...    just those binaries (names as listed above)
 #
@@ -63,6 +64,7 @@ ETCD_VERSION=3.6.16
 KWOK_VERSION=0.8.0
 BUILDKIT_VERSION=0.34.2
 BUILDX_VERSION=0.38.2
+ACTIONLINT_VERSION=1.7.12
 for v in PULUMI_VERSION KUBERNETES_PROVIDER_VERSION DOCKER_BUILD_PROVIDER_VERSION KUBERNETES_VERSION; do
     [ -n "${!v}" ] || { err "cannot read $v (requirements.txt pins / tools/KUBERNETES_VERSION)"; exit 2; }
 done
@@ -70,6 +72,7 @@ done
 ENGINE_TOOLS=(pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-resource-docker-build
     buildkitd buildctl docker-buildx)
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl)
+LINT_TOOLS=(actionlint)
 
 command -v go >/dev/null 2>&1 || { err "go is not on PATH (Go 1.26 is needed; /usr/local/go/bin?)"; exit 2; }
 GO_VERSION=$(go env GOVERSION)
@@ -124,6 +127,10 @@ spec() {
         DIR=kwok PKG="sigs.k8s.io/kwok/cmd/$1" MOD=sigs.k8s.io/kwok MODVER=v$KWOK_VERSION
         # Same spelling as upstream source (no "v"); KubeVersion is the default kwokctl assumes.
         XFLAGS="-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION" ;;
+    actionlint)
+        DIR=actionlint PKG=github.com/rhysd/actionlint/cmd/actionlint
+        MOD=github.com/rhysd/actionlint MODVER=v$ACTIONLINT_VERSION
+        XFLAGS="-X github.com/rhysd/actionlint.version=v$ACTIONLINT_VERSION" ;;
     *) return 1 ;;
     esac
 }
@@ -315,7 +322,7 @@ PY
 
 verify() {
     local name v
-    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}"; do
+    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}"; do
         spec "$name"
         [ -e "$OUT" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
         case $name in
@@ -328,6 +335,7 @@ verify() {
         kube-*) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
         kubectl) v=$("$BIN/kubectl" version --client 2>&1 | head -1) ;;
         kwok | kwokctl) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
+        actionlint) v=$("$BIN/actionlint" -version 2>&1 | head -1) ;;
         esac
         printf '  %-30s %s\n' "$name" "$v"
     done
@@ -341,7 +349,8 @@ main() {
         case $a in
         engine) targets+=("${ENGINE_TOOLS[@]}") ;;
         cluster) targets+=("${CLUSTER_TOOLS[@]}") ;;
-        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}") ;;
+        lint) targets+=("${LINT_TOOLS[@]}") ;;
+        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}") ;;
         verify) verify; return 0 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed 's/^# \{0,1\}//;$d'; return 0 ;;
         *) targets+=("$a") ;;

@@ -1,0 +1,174 @@
+"""What a preview would do, recorded from the engine's events as JSON for reviewers' tools.
+
+`python -m engine preview --record FILE` writes it; `python -m review comment` renders it as the
+pull-request comment. The record is plain data, so the comment is unit-tested on recorded
+previews without an engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pulumi.automation import EngineEvent, OpType, StepEventStateMetadata
+
+from engine.drift import MISSING, NOT_LIVE_TYPES, UNCHANGED_OPS, value_at
+from policy.rules import PACK_NAME, RULES
+
+# The engine's placeholder for a value known only after the update (sdk/go/common/resource).
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# A replacement shows as one logical `replace` step plus these two physical ones.
+REPLACEMENT_HALVES = {OpType.CREATE_REPLACEMENT, OpType.DELETE_REPLACED}
+# The policy SDK's advisory note for a rule it could not run on values known only after `up`.
+NOT_CHECKABLE_IN_PREVIEW = "can't be known during preview"
+IMAGE_TYPE = "docker-build:index:Image"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    """Property path as the provider reports it, e.g. spec.template.spec.containers[0].image."""
+    kind: str
+    """add, update, delete, or their -replace variants (the change forces a replacement)."""
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Step:
+    op: str
+    type: str
+    name: str
+    urn: str
+    replace_keys: list[str] = field(default_factory=list)
+    """Properties whose change forces the replacement (op replace)."""
+    fields: list[FieldChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    rule: str
+    level: str
+    """mandatory (fails the preview), advisory, or not-checked (known only after `up`)."""
+    urn: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ImageRoll:
+    resource: str
+    """The workload (`Deployment model-server-deployment`) whose pods would change image."""
+    old: str
+    new: str
+    """The new reference; UNKNOWN when the build that produces its digest runs only in `up`."""
+
+
+@dataclass
+class PreviewRecord:
+    stack: str
+    succeeded: bool = True
+    steps: list[Step] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    policy_pack: str = PACK_NAME
+    rules: list[str] = field(default_factory=lambda: [rule.name for rule in RULES])
+    policy: list[PolicyResult] = field(default_factory=list)
+    image_rolls: list[ImageRoll] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PreviewRecord:
+        return cls(
+            stack=data["stack"],
+            succeeded=data["succeeded"],
+            steps=[
+                Step(**{**s, "fields": [FieldChange(**f) for f in s["fields"]]})
+                for s in data["steps"]
+            ],
+            counts=data["counts"],
+            policy_pack=data["policy_pack"],
+            rules=data["rules"],
+            policy=[PolicyResult(**p) for p in data["policy"]],
+            image_rolls=[ImageRoll(**r) for r in data["image_rolls"]],
+            errors=data["errors"],
+        )
+
+
+def preview_record(stack: str, events: list[EngineEvent], succeeded: bool) -> PreviewRecord:
+    record = PreviewRecord(stack=stack, succeeded=succeeded)
+    for event in events:
+        if event.resource_pre_event:
+            _add_step(record, event)
+        elif event.policy_event:
+            _add_policy_result(record, event)
+        elif event.summary_event:
+            record.counts = {
+                str(getattr(op, "value", op)): n
+                for op, n in event.summary_event.resource_changes.items()
+            }
+        elif event.diagnostic_event and event.diagnostic_event.severity == "error":
+            record.errors.append(event.diagnostic_event.message.strip())
+    return record
+
+
+def _add_step(record: PreviewRecord, event: EngineEvent) -> None:
+    assert event.resource_pre_event is not None
+    step = event.resource_pre_event.metadata
+    if step.op in UNCHANGED_OPS or step.op in REPLACEMENT_HALVES:
+        return
+    if step.type.startswith(NOT_LIVE_TYPES):
+        return
+    fields = [
+        FieldChange(
+            path=path,
+            kind=diff.diff_kind.value,
+            old=_declared_or_reported(step.old, path),
+            new=_declared_or_reported(step.new, path),
+        )
+        for path, diff in sorted((step.detailed_diff or {}).items())
+    ]
+    name = step.urn.rsplit("::", 1)[-1]
+    record.steps.append(
+        Step(
+            op=step.op.value,
+            type=step.type,
+            name=name,
+            urn=step.urn,
+            replace_keys=list(step.keys or []) if step.op == OpType.REPLACE else [],
+            fields=fields,
+        )
+    )
+    record.image_rolls += [
+        ImageRoll(resource=f"{step.type.rpartition(':')[2]} {name}", old=f.old, new=f.new)
+        for f in fields
+        if f.path.endswith(".image") and ".containers[" in f.path and f.old != MISSING
+    ]
+
+
+def _declared_or_reported(state: StepEventStateMetadata | None, path: str) -> Any:
+    """The input at `path`, else the provider's output there (a changed output, such as an
+    image's context hash, is in the diff but not among the inputs)."""
+    if state is None:
+        return MISSING
+    declared = value_at(state.inputs or {}, path)
+    return declared if declared != MISSING else value_at(state.outputs or {}, path)
+
+
+def _add_policy_result(record: PreviewRecord, event: EngineEvent) -> None:
+    assert event.policy_event is not None
+    policy = event.policy_event
+    # The engine sends the rule's description, a newline, then the violation.
+    message = policy.message.partition("\n")[2].strip() or policy.message.strip()
+    level = policy.enforcement_level
+    if NOT_CHECKABLE_IN_PREVIEW in message:
+        level = "not-checked"
+    record.policy.append(
+        PolicyResult(
+            rule=policy.policy_name,
+            level=level,
+            urn=policy.resource_urn or "",
+            message=message,
+        )
+    )

@@ -1,0 +1,440 @@
+"""The platform's rules for what a stack may deploy, as plain functions over the planned objects.
+
+`policy/__main__.py` serves them as a CrossGuard policy pack that the engine runs on every
+preview and up; the tests call them directly. A rule reads Kubernetes objects as the engine
+hands them over: the provider's checked inputs, camelCase, as Mappings and Sequences (during a
+preview the pack wraps them in proxies that raise on a value not known yet, and the engine then
+skips that rule for that object until `up`, when the value is known).
+
+Each message names the object and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PACK_NAME = "gpu-model-serving"
+
+WORKLOAD_POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+# Long-running servers: what probes and disruption budgets are about.
+SERVING_KINDS = ("Deployment", "StatefulSet")
+GPU_RESOURCE = "nvidia.com/gpu"
+# Node labels by which a pod selects a GPU pool (GKE, the NVIDIA GPU operator, EKS).
+GPU_NODE_LABELS = (
+    "cloud.google.com/gke-accelerator",
+    "nvidia.com/gpu.product",
+    "k8s.amazonaws.com/accelerator",
+)
+# Service annotations that make a cloud load balancer internal (GKE, AWS, Azure).
+INTERNAL_LOAD_BALANCER_ANNOTATIONS: Mapping[str, str] = {
+    "networking.gke.io/load-balancer-type": "internal",
+    "cloud.google.com/load-balancer-type": "internal",
+    "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+    "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
+}
+OPEN_RANGES = ("0.0.0.0/0", "::/0")
+DIGEST_PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+DEFAULT_PRODUCTION_STACKS = ("prod",)
+# Node agents (device plugins) need host access that the restricted profile forbids.
+DEFAULT_PRIVILEGED_NAMESPACES = ("kube-system",)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource of the stack as the engine plans it."""
+
+    type: str
+    """Pulumi type token, e.g. kubernetes:apps/v1:Deployment."""
+    urn: str
+    props: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The Kubernetes kind for a kubernetes:* type, else ''."""
+        return self.type.rpartition(":")[2] if self.type.startswith("kubernetes:") else ""
+
+    @property
+    def namespace(self) -> str:
+        return str(_get(self.props, "metadata", "namespace") or "default")
+
+    @property
+    def object_name(self) -> str:
+        return str(_get(self.props, "metadata", "name") or self.urn.rpartition("::")[2])
+
+    @property
+    def label(self) -> str:
+        """How messages name the object: `Deployment model-serving/digits-server`."""
+        return f"{self.kind} {self.namespace}/{self.object_name}"
+
+    @property
+    def stack(self) -> str:
+        """The stack, from the URN (urn:pulumi:<stack>::<project>::...)."""
+        return self.urn.partition("::")[0].rpartition(":")[2]
+
+
+@dataclass(frozen=True)
+class Violation:
+    urn: str
+    message: str
+
+
+ResourceCheck = Callable[[Resource, Mapping[str, Any]], Iterator[str]]
+StackCheck = Callable[[Sequence[Resource], Mapping[str, Any]], Iterator[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule checks each resource as it is registered (so `up` stops before applying it) or,
+    for rules across objects, the whole stack once."""
+
+    name: str
+    description: str
+    resource_check: ResourceCheck | None = None
+    stack_check: StackCheck | None = None
+    config_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {**self.config_defaults, **(overrides or {})}
+
+    def violations(
+        self, resources: Sequence[Resource], overrides: Mapping[str, Any] | None = None
+    ) -> Iterator[Violation]:
+        config = self.config(overrides)
+        if self.resource_check is not None:
+            for resource in resources:
+                for message in self.resource_check(resource, config):
+                    yield Violation(resource.urn, message)
+        if self.stack_check is not None:
+            yield from self.stack_check(resources, config)
+
+
+def _get(value: Any, *path: str) -> Any:
+    """value[path[0]][path[1]]..., or None where a key is absent."""
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _items(value: Any) -> list[Any]:
+    """A list value (a proxy is a Sequence, not a list), or [] when absent."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+
+
+def _pod_spec(resource: Resource) -> Mapping[str, Any] | None:
+    path = WORKLOAD_POD_SPEC_PATHS.get(resource.kind)
+    spec = _get(resource.props, *path) if path else None
+    return spec if isinstance(spec, Mapping) else None
+
+
+def _containers(pod_spec: Mapping[str, Any], *, init: bool = True) -> list[Mapping[str, Any]]:
+    fields = ("initContainers", "containers") if init else ("containers",)
+    return [c for field in fields for c in _items(pod_spec.get(field))]
+
+
+def _quantity_at_least_one(value: Any) -> bool:
+    try:
+        return int(str(value)) >= 1
+    except ValueError:
+        return False
+
+
+def _gpu_pool_marker(pod_spec: Mapping[str, Any]) -> str | None:
+    """What places the pod on a GPU pool (a toleration or a node label), or None."""
+    for toleration in _items(pod_spec.get("tolerations")):
+        if toleration.get("key") == GPU_RESOURCE:
+            return f"tolerates the {GPU_RESOURCE} taint"
+    for label in _get(pod_spec, "nodeSelector") or {}:
+        if label in GPU_NODE_LABELS:
+            return f"selects nodes by {label}"
+    return None
+
+
+# --- Per-resource rules ---------------------------------------------------------------------
+
+
+def container_resources(resource: Resource, config: Mapping[str, Any]) -> Iterator[str]:
+    pod_spec = _pod_spec(resource)
+    if pod_spec is None:
+        return
+    for container in _containers(pod_spec):
+        resources = container.get("resources") or {}
+        missing = [
+            f"{section}.{name}"
+            for section in ("requests", "limits")
+            for name in ("cpu", "memory")
+            if _get(resources, section, name) is None
+        ]
+        if missing:
+            yield (
+                f"{resource.label}: container '{container.get('name')}' sets no "
+                f"{', '.join(missing)}; give every container CPU and memory requests and limits "
+                "(stack config cpuRequest, cpuLimit, memoryRequest, memoryLimit)"
+            )
+    marker = _gpu_pool_marker(pod_spec)
+    # A node agent (DaemonSet) on the pool serves the node and claims no GPU by design.
+    if marker is None or resource.kind == "DaemonSet":
+        return
+    if not any(
+        _quantity_at_least_one(_get(c.get("resources") or {}, "limits", GPU_RESOURCE))
+        for c in _containers(pod_spec, init=False)
+    ):
+        yield (
+            f"{resource.label} runs on the GPU pool (it {marker}) but no container has an "
+            f"{GPU_RESOURCE} limit, so each pod would hold a GPU node without using its GPU; "
+            "set gpuCount to 1 or more"
+        )
+
+
+def probes(resource: Resource, config: Mapping[str, Any]) -> Iterator[str]:
+    pod_spec = _pod_spec(resource)
+    if pod_spec is None or resource.kind not in SERVING_KINDS:
+        return
+    for container in _containers(pod_spec, init=False):
+        missing = [
+            probe
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+            if container.get(probe) is None
+        ]
+        if missing:
+            yield (
+                f"{resource.label}: container '{container.get('name')}' has no "
+                f"{', '.join(missing)}; a serving container needs all three, so a rollout waits "
+                "for the model to load, traffic reaches only ready pods and a hung server restarts"
+            )
+
+
+def image_digest(resource: Resource, config: Mapping[str, Any]) -> Iterator[str]:
+    pod_spec = _pod_spec(resource)
+    if pod_spec is None:
+        return
+    for container in _containers(pod_spec):
+        image = str(container.get("image"))
+        if not DIGEST_PINNED_IMAGE.match(image):
+            yield (
+                f"{resource.label}: container '{container.get('name')}' image '{image}' is not "
+                "pinned by digest; deploy the pushed image as <repository>@sha256:<digest> so "
+                "every pod runs the same bits and a new build shows up as a diff"
+            )
+
+
+def no_public_load_balancer(resource: Resource, config: Mapping[str, Any]) -> Iterator[str]:
+    if resource.kind != "Service" or _get(resource.props, "spec", "type") != "LoadBalancer":
+        return
+    annotations = _get(resource.props, "metadata", "annotations") or {}
+    internal = any(
+        str(annotations.get(key, "")).lower() == value
+        for key, value in INTERNAL_LOAD_BALANCER_ANNOTATIONS.items()
+    )
+    if not internal:
+        yield (
+            f"{resource.label} is a LoadBalancer without an internal-load-balancer annotation, so "
+            "the cloud gives it a public address; annotate it internal (e.g. "
+            "networking.gke.io/load-balancer-type: Internal) or use serviceType ClusterIP behind "
+            "the gateway"
+        )
+    ranges = [str(r) for r in _items(_get(resource.props, "spec", "loadBalancerSourceRanges"))]
+    open_ranges = [r for r in ranges if r in OPEN_RANGES]
+    if open_ranges:
+        yield (
+            f"{resource.label} admits {', '.join(open_ranges)} in loadBalancerSourceRanges; "
+            "list only the ranges that must reach the model"
+        )
+
+
+def restricted_security_context(resource: Resource, config: Mapping[str, Any]) -> Iterator[str]:
+    """The Pod Security Standard `restricted` profile, checked before the API server rejects it."""
+    pod_spec = _pod_spec(resource)
+    if pod_spec is None or resource.namespace in config["privilegedNamespaces"]:
+        return
+    pod_context = pod_spec.get("securityContext") or {}
+    problems = [
+        f"{field}: true" for field in ("hostNetwork", "hostPID", "hostIPC") if pod_spec.get(field)
+    ]
+    problems += [
+        f"hostPath volume '{volume.get('name')}'"
+        for volume in _items(pod_spec.get("volumes"))
+        if volume.get("hostPath") is not None
+    ]
+    for container in _containers(pod_spec):
+        name = container.get("name")
+        context = container.get("securityContext") or {}
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"container '{name}' does not set allowPrivilegeEscalation: false")
+        if context.get("privileged"):
+            problems.append(f"container '{name}' is privileged")
+        if "ALL" not in [str(c) for c in _items(_get(context, "capabilities", "drop"))]:
+            problems.append(f"container '{name}' does not drop ALL capabilities")
+        added = [str(c) for c in _items(_get(context, "capabilities", "add"))]
+        if [c for c in added if c != "NET_BIND_SERVICE"]:
+            problems.append(f"container '{name}' adds capabilities {', '.join(added)}")
+        if not (context.get("runAsNonRoot") or pod_context.get("runAsNonRoot")):
+            problems.append(f"container '{name}' may run as root (runAsNonRoot is not true)")
+        if 0 in (context.get("runAsUser"), pod_context.get("runAsUser")):
+            problems.append(f"container '{name}' runs as user 0")
+        seccomp = _get(context, "seccompProfile", "type") or _get(
+            pod_context, "seccompProfile", "type"
+        )
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(
+                f"container '{name}' has no RuntimeDefault or Localhost seccomp profile"
+            )
+        problems += [
+            f"container '{name}' binds hostPort {port.get('hostPort')}"
+            for port in _items(container.get("ports"))
+            if port.get("hostPort")
+        ]
+    if problems:
+        yield (
+            f"{resource.label} breaks the restricted Pod Security Standard: "
+            f"{'; '.join(problems)}. Set them in the pod and container securityContext (the "
+            "serving namespace enforces restricted, so the API server would reject the pods)"
+        )
+
+
+# --- Stack rules (cross-object) -------------------------------------------------------------
+
+
+def _selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
+    """Whether a LabelSelector selects `labels` (an empty or absent one selects nothing here)."""
+    match_labels = _get(selector, "matchLabels") or {}
+    expressions = _items(_get(selector, "matchExpressions"))
+    if not match_labels and not expressions:
+        return False
+    if any(labels.get(key) != value for key, value in match_labels.items()):
+        return False
+    for expression in expressions:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = [str(v) for v in _items(expression.get("values"))]
+        present = key in labels
+        if not {
+            "In": present and str(labels.get(key)) in values,
+            "NotIn": not present or str(labels.get(key)) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(str(operator), False):
+            return False
+    return True
+
+
+def _autoscalers_by_target(resources: Sequence[Resource]) -> dict[tuple[str, str, str], Resource]:
+    """HorizontalPodAutoscalers by (namespace, kind, name) of the workload they scale."""
+    return {
+        (
+            hpa.namespace,
+            str(_get(hpa.props, "spec", "scaleTargetRef", "kind")),
+            str(_get(hpa.props, "spec", "scaleTargetRef", "name")),
+        ): hpa
+        for hpa in resources
+        if hpa.kind == "HorizontalPodAutoscaler"
+    }
+
+
+def disruption_budget(
+    resources: Sequence[Resource], config: Mapping[str, Any]
+) -> Iterator[Violation]:
+    autoscalers = _autoscalers_by_target(resources)
+    budgets = [r for r in resources if r.kind == "PodDisruptionBudget"]
+    for workload in resources:
+        if workload.kind not in SERVING_KINDS:
+            continue
+        hpa = autoscalers.get((workload.namespace, workload.kind, workload.object_name))
+        most = max(
+            int(_get(workload.props, "spec", "replicas") or 1),
+            int(_get(hpa.props, "spec", "maxReplicas") or 1) if hpa else 1,
+        )
+        if most <= 1:
+            continue
+        labels = _get(workload.props, "spec", "template", "metadata", "labels") or {}
+        if not any(
+            b.namespace == workload.namespace
+            and _selector_matches(_get(b.props, "spec", "selector"), labels)
+            for b in budgets
+        ):
+            yield Violation(
+                workload.urn,
+                f"{workload.label} can run {most} replicas but no PodDisruptionBudget in "
+                f"{workload.namespace} selects its pods, so a node drain or upgrade may take "
+                "them all down at once; add one selecting its pod labels (pdbMaxUnavailable)",
+            )
+
+
+def hpa_in_production(
+    resources: Sequence[Resource], config: Mapping[str, Any]
+) -> Iterator[Violation]:
+    autoscalers = _autoscalers_by_target(resources)
+    for workload in resources:
+        if workload.kind != "Deployment" or workload.stack not in config["productionStacks"]:
+            continue
+        if (workload.namespace, workload.kind, workload.object_name) not in autoscalers:
+            yield Violation(
+                workload.urn,
+                f"{workload.label} in production stack '{workload.stack}' has no "
+                "HorizontalPodAutoscaler targeting it; production serving must scale with load "
+                "(hpaMinReplicas, hpaMaxReplicas, hpaMetric)",
+            )
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "container-resources",
+        "Every container sets CPU and memory requests and limits; pods on a GPU pool claim a GPU.",
+        resource_check=container_resources,
+    ),
+    Rule(
+        "probes",
+        "Every serving container has startup, readiness and liveness probes.",
+        resource_check=probes,
+    ),
+    Rule(
+        "image-digest",
+        "Every container image is pinned by digest.",
+        resource_check=image_digest,
+    ),
+    Rule(
+        "no-public-load-balancer",
+        "A LoadBalancer Service is internal and not open to the whole internet.",
+        resource_check=no_public_load_balancer,
+    ),
+    Rule(
+        "restricted-security-context",
+        "Pods meet the restricted Pod Security Standard (outside node-agent namespaces).",
+        resource_check=restricted_security_context,
+        config_defaults={"privilegedNamespaces": list(DEFAULT_PRIVILEGED_NAMESPACES)},
+    ),
+    Rule(
+        "disruption-budget",
+        "Every Deployment that can run more than one replica has a PodDisruptionBudget.",
+        stack_check=disruption_budget,
+    ),
+    Rule(
+        "hpa-in-production",
+        "Every Deployment of a production stack is scaled by a HorizontalPodAutoscaler.",
+        stack_check=hpa_in_production,
+        config_defaults={"productionStacks": list(DEFAULT_PRODUCTION_STACKS)},
+    ),
+)
+
+
+def review(
+    resources: Sequence[Resource], config: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[tuple[str, Violation]]:
+    """Every rule over every resource, as (rule name, violation): what the pack reports."""
+    return [
+        (rule.name, violation)
+        for rule in RULES
+        for violation in rule.violations(resources, (config or {}).get(rule.name))
+    ]

@@ -1,0 +1,1 @@
+"""Turns the engine's records (previews, drift reports) into what reviewers read on GitHub."""

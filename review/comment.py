@@ -1,0 +1,168 @@
+"""The pull-request comment for one stack's preview, rendered from its record.
+
+What a reviewer needs first comes first and is never cut: the verdict, the counts, policy
+violations, replacements (with the fields that force them) and the image that would roll. When
+the whole does not fit in one GitHub comment, the field diffs of updates go first, then the
+lists of created and deleted resources, and the comment says what was cut.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.drift import MISSING
+from engine.preview_record import UNKNOWN, FieldChange, PreviewRecord, Step
+
+# GitHub refuses comment bodies over 65,536 characters; leave room for the marker line.
+GITHUB_COMMENT_LIMIT = 65_536
+MAX_VALUE_CHARS = 240
+OP_ORDER = ("replace", "delete", "update", "create", "import")
+OP_TITLES = {
+    "replace": "To replace",
+    "delete": "To delete",
+    "update": "To update",
+    "create": "To create",
+    "import": "To import",
+}
+CHANGE_SIGNS = {"add": "+", "delete": "-", "update": "~"}
+
+
+def marker(stack: str) -> str:
+    """The hidden line by which the workflow finds this stack's comment to update it in place."""
+    return f"<!-- gpu-model-serving preview: stack={stack} -->"
+
+
+def render(record: PreviewRecord, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+    """The comment, at most `limit` characters; the first plan that fits wins."""
+    plans: list[tuple[bool, bool]] = [(True, True), (False, True), (False, False)]
+    for update_diffs, minor_lists in plans:
+        body = _render(record, update_diffs=update_diffs, minor_lists=minor_lists)
+        if len(body) <= limit:
+            return body
+    # Even the summary, policy and replacements overflow: cut at a line, and say so.
+    note = "\n\n_…cut at GitHub's comment limit; the full preview is in the workflow log._\n"
+    return body[: limit - len(note)].rsplit("\n", 1)[0] + note
+
+
+def _render(record: PreviewRecord, *, update_diffs: bool, minor_lists: bool) -> str:
+    by_op: dict[str, list[Step]] = {}
+    for step in record.steps:
+        by_op.setdefault(step.op, []).append(step)
+    lines = [marker(record.stack), *_header(record, by_op)]
+    lines += _policy_section(record)
+    lines += _image_section(record)
+    cut: list[str] = []
+    for op in [*OP_ORDER, *sorted(set(by_op) - set(OP_ORDER))]:
+        steps = by_op.get(op, [])
+        if not steps:
+            continue
+        if op in ("create", "delete", "import") and not minor_lists:
+            cut.append(f"the list of {len(steps)} resource(s) to {op}")
+            continue
+        with_diffs = op == "replace" or (op == "update" and update_diffs)
+        if op == "update" and not update_diffs:
+            cut.append(f"the field diffs of {len(steps)} update(s)")
+        lines += [f"### {OP_TITLES.get(op, op)} ({len(steps)})", ""]
+        for step in steps:
+            lines += _step_lines(step, with_diffs)
+        lines.append("")
+    if record.errors:
+        lines += ["### Errors", "", "```", *_fence_safe(record.errors), "```", ""]
+    if cut:
+        lines += [
+            f"_Cut to fit one comment: {'; '.join(cut)}. The full preview is in the workflow log._",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _header(record: PreviewRecord, by_op: dict[str, list[Step]]) -> list[str]:
+    verdict = "✅ preview passed" if record.succeeded else "❌ preview failed"
+    changes = ", ".join(f"{len(by_op[op])} to {op}" for op in OP_ORDER if op in by_op)
+    unchanged = record.counts.get("same", 0)
+    summary = changes or "no changes"
+    return [
+        f"## Stack `{record.stack}`: {verdict}",
+        "",
+        f"**{summary}**, {unchanged} unchanged.",
+        "",
+    ]
+
+
+def _policy_section(record: PreviewRecord) -> list[str]:
+    enforced = [p for p in record.policy if p.level != "not-checked"]
+    deferred = [p for p in record.policy if p.level == "not-checked"]
+    failed_rules = {p.rule for p in enforced}
+    passed = [rule for rule in record.rules if rule not in failed_rules]
+    lines = [f"### Policy pack `{record.policy_pack}`", ""]
+    if enforced:
+        lines += [
+            f"- **{p.level}** `{p.rule}` on `{_resource(p.urn)}`: {p.message}" for p in enforced
+        ]
+    lines.append(
+        f"- passed: {', '.join(f'`{rule}`' for rule in passed)}" if passed else "- passed: none"
+    )
+    if deferred:
+        checks = sorted({f"`{p.rule}` on `{_resource(p.urn)}`" for p in deferred})
+        lines.append(f"- checked at `up` (values known only after the build): {', '.join(checks)}")
+    return [*lines, ""]
+
+
+def _image_section(record: PreviewRecord) -> list[str]:
+    if not record.image_rolls:
+        return []
+    lines = ["### Image that would roll", ""]
+    for roll in record.image_rolls:
+        new = (
+            "a new build (its digest is known once `up` has built and pushed it)"
+            if roll.new == UNKNOWN
+            else f"`{roll.new}`"
+        )
+        lines.append(f"- `{roll.resource}`: `{roll.old}` → {new}")
+    return [*lines, ""]
+
+
+def _step_lines(step: Step, with_diffs: bool) -> list[str]:
+    title = f"- `{step.type}` **{step.name}**"
+    if step.replace_keys:
+        title += f", replaced because of {', '.join(f'`{k}`' for k in step.replace_keys)}"
+    if not (with_diffs and step.fields):
+        return [title]
+    return [title, "  ```diff", *(f"  {line}" for line in _diff_lines(step.fields)), "  ```"]
+
+
+def _diff_lines(fields: list[FieldChange]) -> list[str]:
+    lines = []
+    for change in fields:
+        kind, _, replace = change.kind.partition("-")
+        suffix = "  (forces replacement)" if replace else ""
+        if kind == "update":
+            lines += [
+                f"- {change.path}: {_value(change.old)}",
+                f"+ {change.path}: {_value(change.new)}{suffix}",
+            ]
+        else:
+            value = change.new if kind == "add" else change.old
+            lines.append(f"{CHANGE_SIGNS.get(kind, '~')} {change.path}: {_value(value)}{suffix}")
+    return _fence_safe(lines)
+
+
+def _value(value: Any) -> str:
+    if value == UNKNOWN:
+        return "(known after up)"
+    if value == MISSING:
+        return "(absent)"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _resource(urn: str) -> str:
+    """`Deployment model-server-deployment` from a URN."""
+    type_, _, name = urn.rpartition("::")
+    return f"{type_.rpartition(':')[2]} {name}" if urn else "the stack"
+
+
+def _fence_safe(lines: list[str]) -> list[str]:
+    # A value holding ``` would close the code block early.
+    return [line.replace("```", "'''") for line in lines]
