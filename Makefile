@@ -98,12 +98,21 @@ up: $(STACK_PREREQUISITES) base-image buildkit ## Build, push and deploy STACK (
 	$(WITH_CLUSTER) $(ENGINE) up --stack $(STACK)
 
 .PHONY: preview
-preview: $(STACK_PREREQUISITES) ## Show what `make up` would change in STACK, with the diff
-	$(WITH_CLUSTER) $(ENGINE) preview --stack $(STACK)
+preview: $(STACK_PREREQUISITES) ## Show what `make up` would change in STACK (diff, policy); PREVIEW_RECORD=file.json also records it
+	$(WITH_CLUSTER) $(ENGINE) preview --stack $(STACK) $(if $(PREVIEW_RECORD),--record $(PREVIEW_RECORD))
 
 .PHONY: drift
 drift: $(STACK_PREREQUISITES) ## Compare STACK with the live cluster; writes nothing to state (exit 2: drift)
 	$(WITH_CLUSTER) $(ENGINE) drift --stack $(STACK) --report $(DRIFT_REPORT)
+
+# Cloud stacks' provider plugins, downloaded from Pulumi's plugin host: only where that is
+# reachable (the workflows' runners), never on the offline development machine.
+CLOUD_PLUGINS := gcp=$(shell sed -n 's/^pulumi-gcp==//p' requirements-gcp.txt) aws=$(shell sed -n 's/^pulumi-aws==//p' requirements-aws.txt)
+
+.PHONY: cloud-plugins
+cloud-plugins: engine-toolchain ## (CI runners only: downloads) the gcp and aws provider plugins at their pinned versions
+	eval "$$($(ENGINE) env)"; for plugin in $(CLOUD_PLUGINS); do \
+	  pulumi plugin install resource "$${plugin%=*}" "$${plugin#*=}"; done
 
 .PHONY: refresh
 refresh: $(STACK_PREREQUISITES) ## Accept the live cluster into STACK's state (pulumi refresh)
@@ -116,15 +125,17 @@ destroy: $(STACK_PREREQUISITES) ## Delete everything STACK deployed
 # --- Checks -----------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv model-venv ## ruff, mypy (strict on components/, engine/, settings) and shellcheck
+lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (with shellcheck on run: steps)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components engine \
+	$(VENV)/bin/mypy __main__.py settings.py stack_outputs.py components engine policy review \
 	  tests/unit tests/image tests/cluster tests/engine bench/engine_bench.py
 	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/flask_baseline.py
 	command -v shellcheck >/dev/null || scripts/apt-install.sh shellcheck
-	shellcheck scripts/*.sh .ci/run
+	shellcheck scripts/*.sh .ci/run policy/bin/pulumi-analyzer-policy-python
+	scripts/toolchain.sh lint
+	.bin/actionlint
 
 .PHONY: test-unit
 test-unit: venv schemas ## Unit layer: settings, components and both stacks under mocks

@@ -62,7 +62,9 @@ def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
     env.setdefault("PULUMI_HOME", str(DEFAULT_PULUMI_HOME))
-    env.setdefault("PULUMI_BACKEND_URL", DEFAULT_BACKEND_DIR.as_uri())
+    # A workflow passes an empty value for stacks with no bucket backend (dev).
+    if not env.get("PULUMI_BACKEND_URL"):
+        env["PULUMI_BACKEND_URL"] = DEFAULT_BACKEND_DIR.as_uri()
     if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE)
     env.setdefault("DOCKER_CONFIG", str(DOCKER_CONFIG_DIR))

@@ -138,9 +138,11 @@ def _diff_lines(fields: list[FieldChange]) -> list[str]:
         kind, _, replace = change.kind.partition("-")
         suffix = "  (forces replacement)" if replace else ""
         if kind == "update":
+            # A changed output (an image's context hash) has no new value until `up`.
+            new = UNKNOWN if change.new == MISSING else change.new
             lines += [
                 f"- {change.path}: {_value(change.old)}",
-                f"+ {change.path}: {_value(change.new)}{suffix}",
+                f"+ {change.path}: {_value(new)}{suffix}",
             ]
         else:
             value = change.new if kind == "add" else change.old

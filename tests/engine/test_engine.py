@@ -6,7 +6,10 @@ stack deployed as declared for the next.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from pulumi import automation as auto
 
 import stack_outputs
 from engine import driver
+from engine.environment import REPO
+from policy.rules import RULES
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path, wait_for
 from tests.cluster.stack import condition, rolled_out
@@ -153,6 +158,62 @@ def test_a_config_change_previews_as_an_update_of_exactly_that_object(
     finally:
         engine_stack.write_config()
     engine_stack.run("up")
+
+
+def _review_comment(record: Path) -> str:
+    """`python -m review comment`, as the preview workflow runs it."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "review", "comment", "--record", str(record)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return shown.stdout
+
+
+def test_the_deployed_stack_passes_the_policy_pack_and_its_record_renders(
+    engine_stack: EngineStack, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    record_file = tmp_path / "preview.json"
+    preview = engine_stack.cli("preview", "--record", str(record_file))
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert re.search(
+        r"Policy Packs run:\s+Name\s+Version\s+gpu-model-serving\|local", preview.stdout
+    )
+    record = json.loads(record_file.read_text())
+    assert (record["succeeded"], record["steps"], record["policy"]) == (True, [], [])
+    body = _review_comment(record_file)
+    assert f"## Stack `{engine_stack.name}`: ✅ preview passed" in body
+    assert "- passed: " + ", ".join(f"`{rule.name}`" for rule in RULES) in body
+
+
+def test_a_config_that_breaks_a_rule_fails_the_preview_naming_the_rule(
+    cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    record_file = tmp_path / "preview.json"
+    engine_stack.write_config(gpuCount=0)
+    try:
+        preview = engine_stack.cli("preview", "--record", str(record_file))
+        up = engine_stack.cli("up")
+    finally:
+        engine_stack.write_config()
+    output = preview.stdout + preview.stderr
+    assert preview.returncode == 1, output
+    assert re.search(
+        r"\[mandatory\]\s+container-resources\s+\(kubernetes:apps/v1:Deployment", output
+    )
+    assert "no container has an nvidia.com/gpu limit" in output and "set gpuCount to 1" in output
+    record = json.loads(record_file.read_text())
+    assert [(p["rule"], p["level"]) for p in record["policy"]] == [
+        ("container-resources", "mandatory")
+    ]
+    assert "❌ preview failed" in _review_comment(record_file)
+    # `up` stops at the same rule before applying the Deployment: the GPU limit is still there.
+    assert up.returncode == 1 and "container-resources" in up.stdout + up.stderr
+    container = _deployment(cluster, engine_stack)["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
 def test_a_model_change_builds_a_new_digest_and_rolls_the_deployment(

@@ -1,0 +1,317 @@
+"""The review loop's GitHub side: the PR comment from recorded previews (real engine runs of the
+dev stack, tests/unit/fixtures/previews/), and the comment and drift issue kept in place on a
+local fake of GitHub's REST API."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from engine.preview_record import FieldChange, PreviewRecord, Step
+from review import comment
+from review.__main__ import main as review_main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "previews"
+REPO = "acme/serving"
+
+
+def recorded(name: str) -> PreviewRecord:
+    return PreviewRecord.from_json(json.loads((FIXTURES / f"{name}.json").read_text()))
+
+
+# --- the comment ----------------------------------------------------------------------------
+
+
+def test_an_update_shows_counts_field_diffs_policy_and_the_image_that_would_roll() -> None:
+    body = comment.render(recorded("scale-and-new-image"))
+    assert body.startswith(comment.marker("dev") + "\n## Stack `dev`: ✅ preview passed")
+    assert "**3 to update**, 10 unchanged." in body
+    assert "  - spec.maxReplicas: 3\n  + spec.maxReplicas: 2" in body
+    assert "+ spec.template.spec.containers[0].image: (known after up)" in body
+    assert "### Image that would roll" in body
+    assert "`127.0.0.1:5000/model-server@sha256:" in body and "→ a new build" in body
+    assert "checked at `up` (values known only after the build): `image-digest`" in body
+
+
+def test_replacements_are_called_out_with_the_fields_that_force_them() -> None:
+    body = comment.render(recorded("namespace-move"))
+    assert "### To replace (7)" in body
+    assert "**model-server-deployment**, replaced because of `metadata.namespace`" in body
+    assert '+ metadata.namespace: "model-serving-v2"  (forces replacement)' in body
+
+
+def test_a_policy_violation_fails_the_verdict_and_names_rule_object_and_fix() -> None:
+    body = comment.render(recorded("policy-violation"))
+    assert "## Stack `dev`: ❌ preview failed" in body
+    assert (
+        "- **mandatory** `container-resources` on `Deployment model-server-deployment`: "
+        "Deployment model-serving/digits-server runs on the GPU pool"
+    ) in body
+    assert "set gpuCount to 1 or more" in body
+    passed = next(line for line in body.splitlines() if line.startswith("- passed:"))
+    assert "container-resources" not in passed and "`probes`" in passed
+
+
+def test_no_changes_says_so() -> None:
+    body = comment.render(recorded("no-changes"))
+    assert "**no changes**, 13 unchanged." in body
+    assert "### To" not in body
+
+
+def _big(record: PreviewRecord, copies: int) -> PreviewRecord:
+    """The recorded preview with its steps repeated, each update carrying a long value."""
+    long_value = {"env": ["X" * 200] * 3}
+    steps = [
+        dataclasses.replace(
+            step,
+            name=f"{step.name}-{i}",
+            fields=[
+                *step.fields,
+                FieldChange("spec.template.metadata.annotations", "update", {}, long_value),
+            ],
+        )
+        for i in range(copies)
+        for step in record.steps
+    ]
+    return dataclasses.replace(record, steps=steps)
+
+
+def test_a_long_preview_drops_update_diffs_first_and_says_what_was_cut() -> None:
+    merged = recorded("scale-and-new-image")
+    merged = dataclasses.replace(
+        merged, steps=[*recorded("namespace-move").steps, *_big(merged, 60).steps]
+    )
+    full = comment.render(merged, limit=10**9)
+    limit = len(full) // 2
+    body = comment.render(merged, limit=limit)
+    assert len(body) <= limit < len(full)
+    assert "**7 to replace, 180 to update**" in body
+    assert body.count(", replaced because of `metadata.") == 7
+    assert "### Image that would roll" in body
+    assert "_Cut to fit one comment: the field diffs of 180 update(s)." in body
+    assert "spec.maxReplicas" not in body
+
+
+def test_a_preview_too_long_even_for_its_summary_is_cut_at_a_line_with_a_note() -> None:
+    merged = _big(recorded("namespace-move"), 40)
+    body = comment.render(merged, limit=4000)
+    assert len(body) <= 4000
+    assert body.startswith(comment.marker("dev"))
+    assert body.endswith(
+        "_…cut at GitHub's comment limit; the full preview is in the workflow log._\n"
+    )
+
+
+def test_values_cannot_break_out_of_the_diff_block() -> None:
+    step = Step(
+        "update",
+        "kubernetes:core/v1:ConfigMap",
+        "cm",
+        "urn:x::cm",
+        fields=[FieldChange("data.x", "update", "a", "```\n# injected")],
+    )
+    body = comment.render(PreviewRecord(stack="dev", steps=[step]))
+    assert body.count("```") == 2
+
+
+# --- GitHub, faked on 127.0.0.1 -------------------------------------------------------------
+
+
+class FakeGitHub:
+    """Issues and comments of one repository, in memory, behind the REST paths we call."""
+
+    def __init__(self) -> None:
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        self.issues: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.fail_with: int | None = None
+        self._next_id = 1000
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def handle(self, method: str, url: str, body: Any) -> tuple[int, Any]:
+        self.requests.append((method, url))
+        if self.fail_with:
+            return self.fail_with, {"message": "Bad credentials"}
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query)
+        parts = parsed.path.removeprefix(f"/repos/{REPO}/").split("/")
+        page, per_page = int(query.get("page", ["1"])[0]), int(query.get("per_page", ["30"])[0])
+
+        def paged(items: list[Any]) -> list[Any]:
+            return items[(page - 1) * per_page : page * per_page]
+
+        match method, parts:
+            case "GET", ["issues", number, "comments"]:
+                return 200, paged(self.comments.get(int(number), []))
+            case "POST", ["issues", number, "comments"]:
+                created = {"id": self.new_id(), "body": body["body"]}
+                self.comments.setdefault(int(number), []).append(created)
+                return 201, created
+            case "PATCH", ["issues", "comments", comment_id]:
+                for found in (c for cs in self.comments.values() for c in cs):
+                    if found["id"] == int(comment_id):
+                        found["body"] = body["body"]
+                        return 200, found
+                return 404, {"message": "Not Found"}
+            case "GET", ["issues"]:
+                labels = set(query.get("labels", [""])[0].split(","))
+                state = query.get("state", ["open"])[0]
+                matching = [
+                    i for i in self.issues if i["state"] == state and labels <= set(i["labels"])
+                ]
+                return 200, paged(matching)
+            case "POST", ["issues"]:
+                issue = {"number": len(self.issues) + 1, "state": "open", **body}
+                self.issues.append(issue)
+                return 201, issue
+            case "PATCH", ["issues", number]:
+                issue = self.issues[int(number) - 1]
+                issue.update(body)
+                return 200, issue
+        return 404, {"message": f"no route {method} {parsed.path}"}
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            assert self.headers["Authorization"] == "Bearer test-token"
+            status, answer = fake.handle(self.command, self.path, body)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = _serve  # noqa: N815 (the names http.server calls)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def post(record: str, pr: int = 7) -> int:
+    return review_main(
+        ["post-comment", "--record", str(FIXTURES / f"{record}.json"), "--pr", str(pr)]
+    )
+
+
+def test_the_pr_comment_is_created_once_then_updated_in_place(
+    github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 120 comments from people first: the stack's comment is on the second page.
+    github.comments[7] = [{"id": i, "body": f"review comment {i}"} for i in range(120)]
+    assert post("policy-violation") == 0
+    assert post("scale-and-new-image") == 0
+    ours = [c for c in github.comments[7] if comment.marker("dev") in c["body"]]
+    assert len(ours) == 1 and len(github.comments[7]) == 121
+    assert "✅ preview passed" in ours[0]["body"]
+    assert [c["body"] for c in github.comments[7][:120]] == [
+        f"review comment {i}" for i in range(120)
+    ]
+    assert "review: comment for stack dev on #7: created" in capsys.readouterr().out
+    assert ("GET", "/repos/acme/serving/issues/7/comments?per_page=100&page=2") in github.requests
+
+
+def drift_report(tmp_path: Path, drifted: bool) -> Path:
+    resources = [
+        {
+            "urn": "urn:pulumi:prod::p::kubernetes:apps/v1:Deployment::server",
+            "type": "kubernetes:apps/v1:Deployment",
+            "name": "server",
+            "op": "update",
+            "fields": [
+                {
+                    "path": "spec.template.spec.containers[0].image",
+                    "change": "update",
+                    "declared": "a@sha256:1",
+                    "live": "a:hand-edited",
+                }
+            ],
+        }
+    ]
+    path = tmp_path / "drift-prod.json"
+    path.write_text(
+        json.dumps({"stack": "prod", "drifted": drifted, "resources": resources if drifted else []})
+    )
+    return path
+
+
+def test_one_drift_issue_per_stack_is_opened_updated_and_closed(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.issues.append(
+        {"number": 1, "state": "open", "labels": ["drift"], "body": "someone else's drift issue"}
+    )
+    for _ in range(2):
+        assert (
+            review_main(
+                [
+                    "drift-issue",
+                    "--report",
+                    str(drift_report(tmp_path, True)),
+                    "--run-url",
+                    "https://ci/run/1",
+                ]
+            )
+            == 0
+        )
+    ours = [i for i in github.issues if "stack=prod" in i["body"]]
+    assert (
+        len(ours) == 1 and ours[0]["state"] == "open" and ours[0]["title"] == "Drift in stack prod"
+    )
+    assert (
+        "`spec.template.spec.containers[0].image`: declared `a@sha256:1`, live `a:hand-edited`"
+        in ours[0]["body"]
+    )
+    assert "https://ci/run/1" in ours[0]["body"]
+    assert review_main(["drift-issue", "--report", str(drift_report(tmp_path, False))]) == 0
+    assert ours[0]["state"] == "closed" and github.issues[0]["state"] == "open"
+    assert "no drift; closing" in github.comments[ours[0]["number"]][0]["body"]
+
+
+def test_a_github_error_names_the_call_and_exits_1(
+    github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    github.fail_with = 401
+    assert post("no-changes") == 1
+    assert "review: GET /issues/7/comments?per_page=100&page=1: HTTP 401" in capsys.readouterr().err
+
+
+def test_missing_token_and_bad_records_are_clear_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    assert post("no-changes") == 1
+    assert "GITHUB_TOKEN is not set" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert review_main(["comment", "--record", str(bad)]) == 1
+    assert f"review: {bad} is not JSON" in capsys.readouterr().err
+    assert review_main(["comment", "--record", str(tmp_path / "absent.json")]) == 1
+    assert "cannot read" in capsys.readouterr().err
