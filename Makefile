@@ -133,7 +133,7 @@ lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (wit
 	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/flask_baseline.py
 	command -v shellcheck >/dev/null || scripts/apt-install.sh shellcheck
-	shellcheck scripts/*.sh .ci/run policy/bin/pulumi-analyzer-policy-python
+	shellcheck scripts/*.sh .ci/run
 	scripts/toolchain.sh lint
 	.bin/actionlint
 

@@ -27,9 +27,9 @@ LOCAL_REGISTRY_CA_DIR = STATE / "registry" / "tls" / "ca"
 GO_DEFAULT_CERT_DIRS = ("/etc/ssl/certs", "/etc/pki/tls/certs")
 # Holds the buildx builder registration the docker-build provider looks up by name.
 DOCKER_CONFIG_DIR = STATE / "docker-config"
-# The policy pack every preview and up runs, and the analyzer plugin the engine starts it with.
+# The policy pack every preview and up runs, with the program's virtualenv.
 POLICY_PACK_DIR = REPO / "policy"
-POLICY_ANALYZER = POLICY_PACK_DIR / "bin" / "pulumi-analyzer-policy-python"
+POLICY_PYTHON = REPO / ".venv" / "bin" / "python"
 # Guards only local dev state; real environments use a KMS (see README, "State and secrets").
 LOCAL_PASSPHRASE = "dev-only-local-state-passphrase"
 
@@ -94,20 +94,25 @@ def ensure_local_backend(env: dict[str, str]) -> None:
 
 
 def install_policy_analyzer(env: dict[str, str]) -> None:
-    """Link policy/bin's analyzer into PULUMI_HOME as the plugin analyzer policy-python.
+    """Write the analyzer plugin policy-python into PULUMI_HOME.
 
-    With no Python language host visible, the engine starts a Python policy pack through that
-    plugin; it looks in PULUMI_HOME because PULUMI_IGNORE_AMBIENT_PLUGINS keeps it off PATH.
+    With no Python language host visible, the engine starts a Python policy pack by running
+    `pulumi-analyzer-policy-python <engine address> .` in the pack's folder; the pack serves
+    itself when its __main__.py runs. The engine looks in PULUMI_HOME (PULUMI_IGNORE_AMBIENT_PLUGINS
+    keeps it off PATH) and may pass a bare PATH, so the script names its interpreter absolutely.
     """
-    plugin_dir = (
-        Path(env["PULUMI_HOME"]) / "plugins" / f"analyzer-policy-python-v{_pin('pulumi-policy')}"
+    plugin = (
+        Path(env["PULUMI_HOME"])
+        / "plugins"
+        / f"analyzer-policy-python-v{_pin('pulumi-policy')}"
+        / "pulumi-analyzer-policy-python"
     )
-    link = plugin_dir / POLICY_ANALYZER.name
-    if link.is_symlink() and link.resolve() == POLICY_ANALYZER:
+    script = f'#!/bin/sh\nexec {shlex.quote(str(POLICY_PYTHON))} -u __main__.py "$@"\n'
+    if plugin.is_file() and plugin.read_text() == script:
         return
-    plugin_dir.mkdir(parents=True, exist_ok=True)
-    link.unlink(missing_ok=True)
-    link.symlink_to(POLICY_ANALYZER)
+    plugin.parent.mkdir(parents=True, exist_ok=True)
+    plugin.write_text(script)
+    plugin.chmod(0o755)
 
 
 def check_engine(env: dict[str, str]) -> None:

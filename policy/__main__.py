@@ -1,6 +1,6 @@
 """The policy pack the engine runs on every preview and up (see policy/rules.py for the rules).
 
-Started by the engine in this folder (policy/bin/pulumi-analyzer-policy-python); constructing
+Started by the engine in this folder (see engine.environment.install_policy_analyzer); constructing
 the PolicyPack serves it on the address the engine passed.
 """
 
