@@ -7,11 +7,15 @@ file backend; teardown always destroys the stack and removes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import secrets
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,10 @@ from tests.cluster.conftest import Cluster, cluster  # noqa: F401  (the session'
 
 PROJECT = "gpu-model-serving"
 ENGINE_TIMEOUT_SECONDS = 900
+# Rendered PR comments and drift reports the tests produced, for people to read (CI, notes).
+ARTIFACTS = STATE / "test-artifacts"
+# What `pulumi up` asks, holding the stack's lock, before it applies anything.
+UP_PROMPT = b"Do you want to perform this update?"
 
 
 @dataclass
@@ -90,8 +98,6 @@ class EngineStack:
     ) -> subprocess.CompletedProcess[str]:
         """`pulumi COMMAND` in the project copy, as a user types it after
         `eval "$(python -m engine env)"`: the CLI beside its Python host, the venv's python."""
-        base = env or self.env
-        path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(PLAIN_CLI_DIR), base["PATH"]])
         return subprocess.run(
             [
                 "pulumi",
@@ -104,12 +110,54 @@ class EngineStack:
                 *args,
             ],
             cwd=self.work_dir,
-            env={**base, "PATH": path},
+            env=self._plain_cli_env(env),
             capture_output=True,
             text=True,
             timeout=ENGINE_TIMEOUT_SECONDS,
             check=False,
         )
+
+    def _plain_cli_env(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        base = env or self.env
+        path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(PLAIN_CLI_DIR), base["PATH"]])
+        return {**base, "PATH": path}
+
+    @contextlib.contextmanager
+    def up_waiting_at_its_prompt(self, config_file: Path) -> Iterator[list[Path]]:
+        """A user's interactive `pulumi up` (with `config_file`) stopped at its confirmation
+        prompt, where it holds the stack's lock; yields the backend's lock files. Answers with
+        Ctrl-C on exit, which releases the lock."""
+        controller, terminal = pty.openpty()
+        command = ["pulumi", "up", "--stack", self.name, "--config-file", str(config_file)]
+        process = subprocess.Popen(
+            command,
+            cwd=self.work_dir,
+            env=self._plain_cli_env(),
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            start_new_session=True,
+        )
+        os.close(terminal)
+        try:
+            shown = b""
+            deadline = time.monotonic() + ENGINE_TIMEOUT_SECONDS
+            while UP_PROMPT not in shown and process.poll() is None:
+                assert time.monotonic() < deadline, shown.decode(errors="replace")[-2000:]
+                if select.select([controller], [], [], 1)[0]:
+                    shown += os.read(controller, 65536)
+            assert UP_PROMPT in shown, shown.decode(errors="replace")[-2000:]
+            backend = Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+            yield sorted((backend / ".pulumi" / "locks").rglob("*.json"))
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(controller, b"\x03")
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            os.close(controller)
 
     def outputs(self) -> dict[str, Any]:
         stack = driver.open_stack(self.target, self.env)
@@ -173,6 +221,11 @@ def engine_stack(
         destroyed = stack.cli("destroy", "--remove")
         if destroyed.returncode != 0:
             print(destroyed.stdout[-3000:], destroyed.stderr[-3000:], file=sys.stderr)
+
+
+def keep_artifact(name: str, text: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / name).write_text(text)
 
 
 def report_of(path: Path) -> dict[str, Any]:

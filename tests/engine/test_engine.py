@@ -21,13 +21,17 @@ from pulumi import automation as auto
 import stack_outputs
 from engine import driver
 from engine.environment import REPO
+from engine.preview_record import UNKNOWN, preview_record
 from policy.rules import RULES
+from review import drift_issue
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path, wait_for
 from tests.cluster.stack import condition, rolled_out
 from tests.engine.conftest import (
+    PROJECT,
     EngineStack,
     buildkit_builds,
+    keep_artifact,
     planned_steps,
     report_of,
 )
@@ -209,23 +213,52 @@ def test_a_config_that_breaks_a_rule_fails_the_preview_naming_the_rule(
     assert [(p["rule"], p["level"]) for p in record["policy"]] == [
         ("container-resources", "mandatory")
     ]
-    assert "❌ preview failed" in _review_comment(record_file)
+    comment = _review_comment(record_file)
+    assert "❌ preview failed" in comment
+    keep_artifact("pr-comment-policy-violation.md", comment)
     # `up` stops at the same rule before applying the Deployment: the GPU limit is still there.
     assert up.returncode == 1 and "container-resources" in up.stdout + up.stderr
     container = _deployment(cluster, engine_stack)["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
+def test_a_preview_runs_while_a_deploy_holds_the_stack_lock(
+    engine_stack: EngineStack, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Why PR previews need no global queue: on a file or bucket backend only `up` locks."""
+    changed = tmp_path / "changed.yaml"
+    config = yaml.safe_load(engine_stack.config_file.read_text())
+    config["config"][f"{PROJECT}:hpaMaxReplicas"] = 2
+    changed.write_text(yaml.safe_dump(config))
+    with engine_stack.up_waiting_at_its_prompt(changed) as locks:
+        assert len(locks) == 1, locks
+        preview = engine_stack.cli("preview", "--record", str(tmp_path / "preview.json"))
+        up = engine_stack.cli("up")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert up.returncode == 1 and "the stack is currently locked by 1 lock(s)" in up.stderr
+    assert not locks[0].exists()
+    assert engine_stack.cli("up").returncode == 0
+
+
 def test_a_model_change_builds_a_new_digest_and_rolls_the_deployment(
-    cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any]
+    cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any], tmp_path: Path
 ) -> None:
     before = engine_stack.outputs()[stack_outputs.IMAGE_REF]
     server = engine_stack.work_dir / "model" / "serving" / "__init__.py"
     original = server.read_text()
     server.write_text(original + "\n# changed by the engine test\n")
     try:
+        # In process: the model change is in the project copy, which the CLI does not run.
         _, events = engine_stack.run("preview")
-        assert ("update", IMAGE) in _ops(planned_steps(events))
+        record = preview_record(engine_stack.name, events, succeeded=True).as_json()
+        record_file = tmp_path / "preview.json"
+        record_file.write_text(json.dumps(record))
+        assert ("update", IMAGE) in [(s["op"], s["type"]) for s in record["steps"]]
+        # The preview cannot know the new digest; it must not show the pods moving to `repo@`.
+        assert [(r["old"], r["new"]) for r in record["image_rolls"]] == [(before, UNKNOWN)]
+        comment = _review_comment(record_file)
+        assert "### Image that would roll" in comment and f"`{before}` → a new build" in comment
+        keep_artifact("pr-comment-model-change.md", comment)
         engine_stack.run("up")
         after = engine_stack.outputs()[stack_outputs.IMAGE_REF]
         assert after != before
@@ -319,6 +352,12 @@ def test_hand_edits_are_drift_and_up_restores_exactly_the_declared_fields(
         30,
     )
     assert "missing from the cluster" in drift.stdout
+    issue = drift_issue.render(report)
+    assert f"- `{PDB}` **{by_type[PDB]['name']}**: missing from the cluster" in issue
+    assert "live `127.0.0.1:5000/model-server:hand-edited`" in issue
+    keep_artifact("drift-report.json", report_file.read_text())
+    keep_artifact("drift-stdout.txt", drift.stdout)
+    keep_artifact("drift-issue.md", issue)
     # Preview-only: the state is byte for byte what it was.
     assert {p: p.read_bytes() for p in state_dir.rglob("*.json")} == state_before
 
