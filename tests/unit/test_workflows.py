@@ -80,7 +80,7 @@ def test_the_named_tests_exist(tested_by: str) -> None:
 
 
 @pytest.mark.parametrize("target", list(MAKE_EXPANSIONS))
-def test_the_make_targets_run_the_tested_engine_commands(target: tuple[str, ...]) -> None:
+def test_the_make_targets_run_the_tested_engine_commands(target: tuple[str, str, str]) -> None:
     # -n prints the recipes without running them (prerequisites included).
     shown = subprocess.run(
         ["make", "-n", *target], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
