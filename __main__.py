@@ -57,6 +57,7 @@ server = ModelServer(
         server=settings.server,
         namespace=settings.kubernetes.namespace,
         create_namespace=settings.kubernetes.create_namespace,
+        pod_security_version=settings.kubernetes.pod_security_version,
         image_ref=image.image_ref,
         scheduling=gpu_pool.scheduling,
     ),

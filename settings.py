@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Literal, TypeVar, cast
 
 import pulumi
@@ -27,6 +28,15 @@ HpaMetric = Literal["cpu", "requests"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 SERVING_RUNTIMES: tuple[ServingRuntime, ...] = ("python", "tensorflow-serving")
+# The knobs both serving runtimes read from their environment, with the range each runtime
+# accepts (model/serving/limits.json): the stack's keys for them are held to the same range.
+RUNTIME_LIMITS: Mapping[str, Mapping[str, int | str]] = {
+    str(limit["stackKey"]): limit
+    for name, limit in json.loads(
+        (Path(__file__).parent / "model" / "serving" / "limits.json").read_text()
+    ).items()
+    if not name.startswith("_")
+}
 POOL_PROVIDERS: tuple[PoolProvider, ...] = ("existing", "gke", "eks")
 
 # GKE accelerator names and the machine family each one attaches to.
@@ -89,6 +99,8 @@ _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)
 _LABEL_KEY = re.compile(
     r"^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 )
+_DIGEST_PINNED_IMAGE = re.compile(r"^[a-z0-9.:/_-]+(?::[A-Za-z0-9_.-]+)?@sha256:[0-9a-f]{64}$")
+_POD_SECURITY_VERSION = re.compile(r"^v1\.[0-9]{1,3}$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PLATFORM = re.compile(r"^linux/(?:amd64|arm64)$")
 _BUILDER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -121,6 +133,8 @@ class KubernetesSettings:
     render_yaml_to_directory: str | None
     namespace: str
     create_namespace: bool
+    pod_security_version: str
+    """Pod Security Standards version the namespace enforces, e.g. v1.34."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,8 @@ class EksPoolSettings:
     subnet_ids: tuple[str, ...]
     instance_types: tuple[str, ...]
     ami_type: str
+    device_plugin_image: str
+    """NVIDIA device plugin image, pinned by digest (deployed for AL2023/AL2 AMIs)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,8 @@ class ResourceSettings:
     cpu_limit: Quantity
     memory_request: Quantity
     memory_limit: Quantity
+    ephemeral_storage_request: Quantity
+    ephemeral_storage_limit: Quantity
     gpu_count: int
 
 
@@ -218,6 +236,7 @@ class ServerSettings:
     service_type: ServiceType
     allowed_ingress_namespaces: tuple[str, ...]
     allowed_ingress_cidrs: tuple[str, ...]
+    allowed_egress_cidrs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -378,6 +397,12 @@ def _kubernetes(r: _Reader) -> KubernetesSettings:
         render_yaml_to_directory=r.optional_text("renderYamlToDirectory"),
         namespace=r.text("namespace", _DNS_LABEL, "must be a DNS label (lower case, digits, '-')"),
         create_namespace=r.boolean("createNamespace"),
+        pod_security_version=r.text(
+            "podSecurityStandardVersion",
+            _POD_SECURITY_VERSION,
+            "must be a Kubernetes minor version such as v1.34 (pin the target cluster's; "
+            "latest would tighten under running pods on an upgrade)",
+        ),
     )
     if cluster.render_yaml_to_directory is not None:
         for key, value in (("kubeconfig", cluster.kubeconfig), ("kubeContext", cluster.context)):
@@ -509,6 +534,11 @@ def _eks_pool(r: _Reader, accelerator: str) -> EksPoolSettings:
         subnet_ids=subnet_ids,
         instance_types=instance_types,
         ami_type=r.choice("eksAmiType", EKS_AMI_TYPES),
+        device_plugin_image=r.text(
+            "eksDevicePluginImage",
+            _DIGEST_PINNED_IMAGE,
+            "must be an image pinned by digest (repository[:tag]@sha256:<64 hex>)",
+        ),
     )
 
 
@@ -522,13 +552,16 @@ def _server(r: _Reader, runtime: ServingRuntime) -> ServerSettings:
         cpu_limit=r.quantity("cpuLimit", "CPU"),
         memory_request=r.quantity("memoryRequest", "memory"),
         memory_limit=r.quantity("memoryLimit", "memory"),
+        ephemeral_storage_request=r.quantity("ephemeralStorageRequest", "storage"),
+        ephemeral_storage_limit=r.quantity("ephemeralStorageLimit", "storage"),
         gpu_count=r.integer("gpuCount", minimum=0),
     )
-    for kind in ("cpu", "memory"):
+    for kind in ("cpu", "memory", "ephemeral_storage"):
         request: Quantity = getattr(resources, f"{kind}_request")
         limit: Quantity = getattr(resources, f"{kind}_limit")
+        key = re.sub(r"_(\w)", lambda m: m.group(1).upper(), kind)
         if request.value > limit.value > 0:
-            r.problem(f"{kind}Request", request.text, f"must be ≤ {kind}Limit ({limit.text})")
+            r.problem(f"{key}Request", request.text, f"must be ≤ {key}Limit ({limit.text})")
     return ServerSettings(
         model_name=r.text("modelName", _DNS_LABEL, "must be a DNS label (lower case, digits, '-')"),
         runtime=runtime,
@@ -549,9 +582,9 @@ def _server(r: _Reader, runtime: ServingRuntime) -> ServerSettings:
         pdb_max_unavailable=r.integer("pdbMaxUnavailable", minimum=1),
         startup_timeout_seconds=r.integer("startupTimeoutSeconds", minimum=10, maximum=3600),
         pre_stop_sleep_seconds=r.integer("preStopSleepSeconds", minimum=0, maximum=300),
-        shutdown_timeout_seconds=r.integer("shutdownTimeoutSeconds", minimum=1, maximum=600),
-        max_batch_size=r.integer("maxBatchSize", minimum=1, maximum=1024),
-        batch_timeout_micros=r.integer("batchTimeoutMicros", minimum=0, maximum=1_000_000),
+        shutdown_timeout_seconds=_runtime_knob(r, "shutdownTimeoutSeconds"),
+        max_batch_size=_runtime_knob(r, "maxBatchSize"),
+        batch_timeout_micros=_runtime_knob(r, "batchTimeoutMicros"),
         service_type=r.choice(
             "serviceType", cast(tuple[ServiceType, ...], ("ClusterIP", "NodePort", "LoadBalancer"))
         ),
@@ -561,7 +594,15 @@ def _server(r: _Reader, runtime: ServingRuntime) -> ServerSettings:
         allowed_ingress_cidrs=r.strings(
             "allowedIngressCidrs", _is_cidr, "must be a CIDR such as 10.0.0.0/8"
         ),
+        allowed_egress_cidrs=r.strings(
+            "allowedEgressCidrs", _is_cidr, "must be a CIDR such as 10.0.0.0/8"
+        ),
     )
+
+
+def _runtime_knob(r: _Reader, key: str) -> int:
+    limit = RUNTIME_LIMITS[key]
+    return r.integer(key, minimum=int(limit["min"]), maximum=int(limit["max"]))
 
 
 def _check_across(r: _Reader, pool: GpuPoolSettings, server: ServerSettings) -> None:

@@ -2,6 +2,8 @@
 
 - `preview` of the dev program vs a minimal one-Deployment program on the same engine, the same
   provider and the same cluster, alternated so both see the same machine load; goal ≤ 1.5x.
+- `preview` of the dev program with the policy pack (as `make preview` runs it) vs without it:
+  what the mandatory policy pack costs every preview.
 - `up` of the dev stack with nothing to change (refresh included, as `make up` runs it).
 
 Needs what `make up` needs running (cluster, registry, BuildKit). Stacks live in a temporary
@@ -90,10 +92,13 @@ def main() -> int:
         )
         quiet: Callable[[str], None] = lambda _line: None  # noqa: E731
         try:
-            dev_preview, minimal_preview = [], []
+            dev_preview, minimal_preview, unpoliced_preview = [], [], []
             for _ in range(args.repeat):
                 dev_preview.append(timed(lambda: driver.preview(dev, target, quiet)))
                 minimal_preview.append(timed(lambda: minimal.preview(on_output=quiet)))
+                unpoliced_preview.append(
+                    timed(lambda: dev.preview(config_file=str(config_file), on_output=quiet))
+                )
             driver.up(dev, target, quiet)
             noop_up = [timed(lambda: driver.up(dev, target, quiet)) for _ in range(args.repeat)]
         finally:
@@ -104,17 +109,22 @@ def main() -> int:
         "preview_dev_s": statistics.median(dev_preview),
         "preview_minimal_s": statistics.median(minimal_preview),
         "preview_ratio": statistics.median(dev_preview) / statistics.median(minimal_preview),
+        "preview_dev_without_policy_s": statistics.median(unpoliced_preview),
+        "policy_ratio": statistics.median(dev_preview) / statistics.median(unpoliced_preview),
         "noop_up_dev_s": statistics.median(noop_up),
         "samples": {
             "preview_dev": dev_preview,
             "preview_minimal": minimal_preview,
+            "preview_dev_without_policy": unpoliced_preview,
             "noop_up": noop_up,
         },
     }
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"preview: dev {result['preview_dev_s']:.2f}s vs minimal {result['preview_minimal_s']:.2f}s"
-        f" = {result['preview_ratio']:.2f}x (goal <= 1.5x); no-op up {result['noop_up_dev_s']:.2f}s"
+        f" = {result['preview_ratio']:.2f}x (goal <= 1.5x); with vs without the policy pack"
+        f" {result['preview_dev_s']:.2f}s vs {result['preview_dev_without_policy_s']:.2f}s"
+        f" = {result['policy_ratio']:.2f}x; no-op up {result['noop_up_dev_s']:.2f}s"
         f" (medians of {args.repeat})"
     )
     return 0

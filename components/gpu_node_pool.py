@@ -29,7 +29,9 @@ EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 # The accelerated AL2/AL2023 AMIs ship the driver and container toolkit but not the device
 # plugin; Bottlerocket's NVIDIA variants run it themselves.
 AMI_TYPES_WITHOUT_DEVICE_PLUGIN = ("AL2023_x86_64_NVIDIA", "AL2_x86_64_GPU")
-NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+# Guaranteed QoS for a system-node-critical agent: never the first the kubelet evicts or
+# OOM-kills. The plugin idles at a few MiB and a few millicores.
+DEVICE_PLUGIN_RESOURCES = {"cpu": "50m", "memory": "100Mi"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,16 @@ class Scheduling:
     """Extended resource a pod requests GPUs by."""
     pool_name: str
     """Name of the pool (or node group)."""
+    max_nodes: int
+    """Most nodes the pool has (its autoscaler's bound, or the nodes that exist)."""
+    gpus_per_node: int
+
+    def pods_that_fit(self, gpus_per_pod: int) -> int | None:
+        """How many pods claiming `gpus_per_pod` GPUs the pool holds at its largest; None when
+        pods claim no GPU (the GPUs do not bound them)."""
+        if gpus_per_pod == 0:
+            return None
+        return self.max_nodes * (self.gpus_per_node // gpus_per_pod)
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ class GpuNodePool(pulumi.ComponentResource):
         elif pool.eks is not None:
             node_group = self._eks_node_group(name, pool, pool.eks)
             if pool.eks.ami_type in AMI_TYPES_WITHOUT_DEVICE_PLUGIN:
-                self._device_plugin(name, pool, args.kubernetes_provider, node_group)
+                self._device_plugin(name, pool, pool.eks, args.kubernetes_provider, node_group)
             self.pool_name = node_group.node_group_name
         else:
             self.pool_name = pulumi.Output.from_input(pool.name)
@@ -181,6 +193,7 @@ class GpuNodePool(pulumi.ComponentResource):
         self,
         name: str,
         pool: GpuPoolSettings,
+        eks: EksPoolSettings,
         provider: k8s.Provider,
         node_group: pulumi.Resource,
     ) -> k8s.apps.v1.DaemonSet:
@@ -195,19 +208,31 @@ class GpuNodePool(pulumi.ComponentResource):
                 update_strategy=k8s.apps.v1.DaemonSetUpdateStrategyArgs(type="RollingUpdate"),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    # As locked down as the plugin allows: it runs as root only to write its
+                    # socket into the kubelet's root-owned device-plugins directory (hostPath),
+                    # and needs no API access, no capability and no writable image.
                     spec=k8s.core.v1.PodSpecArgs(
                         priority_class_name="system-node-critical",
                         node_selector={EKS_NODEGROUP_LABEL: pool.name},
                         tolerations=[GPU_TOLERATION.args()],
+                        automount_service_account_token=False,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+                        ),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="nvidia-device-plugin",
-                                image=NVIDIA_DEVICE_PLUGIN_IMAGE,
+                                image=eks.device_plugin_image,
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false")
                                 ],
+                                resources=k8s.core.v1.ResourceRequirementsArgs(
+                                    requests=DEVICE_PLUGIN_RESOURCES,
+                                    limits=DEVICE_PLUGIN_RESOURCES,
+                                ),
                                 security_context=k8s.core.v1.SecurityContextArgs(
                                     allow_privilege_escalation=False,
+                                    read_only_root_filesystem=True,
                                     capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                                 ),
                                 volume_mounts=[
@@ -246,4 +271,6 @@ def scheduling_for(pool: GpuPoolSettings) -> Scheduling:
         tolerations=(GPU_TOLERATION,),
         gpu_resource_name=GPU_RESOURCE_NAME,
         pool_name=pool.name,
+        max_nodes=pool.max_nodes,
+        gpus_per_node=pool.accelerators_per_node,
     )

@@ -26,6 +26,8 @@ MODELS_DIR = "/models"
 # Numeric, so that the kubelet can verify runAsNonRoot; the image's USER (model/Dockerfile).
 SERVER_UID = 10001
 PROBE_PERIOD_SECONDS = 5
+SPREAD_TOPOLOGY_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+DNS_PORT = 53
 # Kubernetes sends SIGKILL this long after the grace period's other parts have passed.
 GRACE_MARGIN_SECONDS = 5
 # Server-side apply: an update takes back every field the stack declares from whichever field
@@ -48,11 +50,14 @@ class RuntimeProfile:
 
 
 def runtime_profile(server: ServerSettings) -> RuntimeProfile:
+    # Both runtimes read these (model/serving/limits.json gives their shared ranges).
     common = {
         "MODEL_NAME": server.model_name,
         "MODEL_BASE_PATH": f"{MODELS_DIR}/{server.model_name}",
         "PORT": str(REST_PORT),
         "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
+        "MAX_BATCH_SIZE": str(server.max_batch_size),
+        "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
     }
     if server.runtime == "python":
         return RuntimeProfile(
@@ -60,8 +65,6 @@ def runtime_profile(server: ServerSettings) -> RuntimeProfile:
             env={
                 **common,
                 "HOST": "0.0.0.0",  # the pod's own network namespace; Service and probes need it
-                "MAX_BATCH_SIZE": str(server.max_batch_size),
-                "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
             },
             liveness=k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
@@ -72,7 +75,7 @@ def runtime_profile(server: ServerSettings) -> RuntimeProfile:
         )
     return RuntimeProfile(
         ports={"http": REST_PORT, "grpc": GRPC_PORT},
-        # Batching parameters are baked into the image (model/docker/tensorflow-serving).
+        # The entrypoint writes MAX_BATCH_SIZE/BATCH_TIMEOUT_MICROS into TF Serving's batching file.
         env={**common, "GRPC_PORT": str(GRPC_PORT)},
         # TF Serving has no liveness endpoint; an open REST port is its sign of life.
         liveness=k8s.core.v1.ProbeArgs(
@@ -92,6 +95,8 @@ class ModelServerArgs:
     """Namespace of every object."""
     create_namespace: bool
     """Create the namespace (restricted Pod Security Standard enforced)."""
+    pod_security_version: str
+    """Version of the Pod Security Standards the namespace pins, e.g. v1.34."""
     image_ref: pulumi.Input[str]
     """Image pinned by digest."""
     scheduling: Scheduling
@@ -123,7 +128,11 @@ class ModelServer(pulumi.ComponentResource):
         }
         self._profile = runtime_profile(server)
 
-        namespace_dependency = [self._namespace_object(name)] if args.create_namespace else []
+        namespace_dependency = (
+            [self._namespace_object(name, args.pod_security_version)]
+            if args.create_namespace
+            else []
+        )
         child = pulumi.ResourceOptions(parent=self, depends_on=namespace_dependency)
         account = self._service_account(name, child)
         deployment = self._deployment(name, args, account, child)
@@ -157,16 +166,16 @@ class ModelServer(pulumi.ComponentResource):
             annotations=TAKE_BACK_DECLARED_FIELDS,
         )
 
-    def _namespace_object(self, name: str) -> k8s.core.v1.Namespace:
-        restricted = {
-            f"pod-security.kubernetes.io/{mode}": "restricted"
-            for mode in ("enforce", "warn", "audit")
-        }
+    def _namespace_object(self, name: str, version: str) -> k8s.core.v1.Namespace:
+        modes = ("enforce", "warn", "audit")
+        restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in modes}
+        # Pinned: with `latest`, a cluster upgrade could tighten the standard under running pods.
+        pinned = {f"pod-security.kubernetes.io/{mode}-version": version for mode in modes}
         return k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=self._namespace,
-                labels={**restricted, "pod-security.kubernetes.io/enforce-version": "latest"},
+                labels={**restricted, **pinned},
                 annotations=TAKE_BACK_DECLARED_FIELDS,
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -201,12 +210,9 @@ class ModelServer(pulumi.ComponentResource):
                 # choice on every update and show its scaling as drift.
                 revision_history_limit=5,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
-                # Never drop below the serving capacity during a rollout: surge, then retire.
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_unavailable=0, max_surge=1
-                    ),
+                    rolling_update=self._rollout(server, args.scheduling),
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -223,15 +229,18 @@ class ModelServer(pulumi.ComponentResource):
                         enable_service_links=False,
                         node_selector=dict(args.scheduling.node_selector),
                         tolerations=[t.args() for t in args.scheduling.tolerations],
+                        # Across zones (a regional pool) and then nodes, preferred rather than
+                        # required: a GPU pod that cannot be spread still beats no pod.
                         topology_spread_constraints=[
                             k8s.core.v1.TopologySpreadConstraintArgs(
                                 max_skew=1,
-                                topology_key="kubernetes.io/hostname",
+                                topology_key=topology_key,
                                 when_unsatisfiable="ScheduleAnyway",
                                 label_selector=k8s.meta.v1.LabelSelectorArgs(
                                     match_labels=self._labels
                                 ),
                             )
+                            for topology_key in SPREAD_TOPOLOGY_KEYS
                         ],
                         termination_grace_period_seconds=server.pre_stop_sleep_seconds
                         + server.shutdown_timeout_seconds
@@ -299,12 +308,41 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _rollout(
+        server: ServerSettings, scheduling: Scheduling
+    ) -> k8s.apps.v1.RollingUpdateDeploymentArgs:
+        """Surge one pod, then retire one, so capacity never drops during a rollout: when the
+        pool has room for a pod beyond hpaMaxReplicas. At a full pool the surge pod could never
+        schedule and the rollout would stall until its deadline failed `up`; there one old pod
+        goes first, and the preview says so."""
+        fit = scheduling.pods_that_fit(server.resources.gpu_count)
+        most = server.autoscaling.max_replicas
+        if fit is None or fit > most:
+            return k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0)
+        pulumi.log.warn(
+            f"rollouts replace pods one at a time without a surge pod: the GPU pool fits {fit} "
+            f"pod(s) (gpuPoolMaxNodes {scheduling.max_nodes} * {scheduling.gpus_per_node} GPU(s) "
+            f"per node / gpuCount {server.resources.gpu_count}) and hpaMaxReplicas is {most}, "
+            f"so at full scale a rollout runs one pod short; raise gpuPoolMaxNodes so the pool "
+            f"fits {most + 1} for rollouts at full capacity"
+        )
+        return k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1)
+
+    @staticmethod
     def _resources(
         server: ServerSettings, scheduling: Scheduling
     ) -> k8s.core.v1.ResourceRequirementsArgs:
         resources = server.resources
-        requests = {"cpu": resources.cpu_request.text, "memory": resources.memory_request.text}
-        limits = {"cpu": resources.cpu_limit.text, "memory": resources.memory_limit.text}
+        requests = {
+            "cpu": resources.cpu_request.text,
+            "memory": resources.memory_request.text,
+            "ephemeral-storage": resources.ephemeral_storage_request.text,
+        }
+        limits = {
+            "cpu": resources.cpu_limit.text,
+            "memory": resources.memory_limit.text,
+            "ephemeral-storage": resources.ephemeral_storage_limit.text,
+        }
         if resources.gpu_count > 0:
             # Extended resources cannot be overcommitted: request and limit must be equal.
             requests[scheduling.gpu_resource_name] = str(resources.gpu_count)
@@ -426,6 +464,27 @@ class ModelServer(pulumi.ComponentResource):
             opts=opts,
         )
 
+    @staticmethod
+    def _egress(server: ServerSettings) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+        # DNS to any address: cluster DNS may be a Service, a node-local cache or the VPC's.
+        dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            ports=[
+                k8s.networking.v1.NetworkPolicyPortArgs(port=DNS_PORT, protocol=protocol)
+                for protocol in ("UDP", "TCP")
+            ]
+        )
+        if not server.allowed_egress_cidrs:
+            return [dns]
+        allowed = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[
+                k8s.networking.v1.NetworkPolicyPeerArgs(
+                    ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
+                )
+                for cidr in server.allowed_egress_cidrs
+            ]
+        )
+        return [dns, allowed]
+
     def _network_policy(
         self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
     ) -> k8s.networking.v1.NetworkPolicy:
@@ -451,7 +510,10 @@ class ModelServer(pulumi.ComponentResource):
             metadata=self._metadata(),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
-                policy_types=["Ingress"],
+                # Egress too: neither runtime calls out (the model is in the image), so only
+                # DNS and the configured ranges are open.
+                policy_types=["Ingress", "Egress"],
+                egress=self._egress(server),
                 ingress=[
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=sources,

@@ -6,6 +6,7 @@ documents the same table. All problems are reported together, each naming its va
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import TypeVar
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# Defaults and ranges shared with the TF Serving entrypoint and the stack's settings.
+LIMITS: Mapping[str, Mapping[str, int]] = json.loads(
+    (Path(__file__).with_name("limits.json")).read_text()
+)
 T = TypeVar("T")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -54,14 +59,23 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise ValueError("must be a finite number >= 0")
-    return value
+def _seconds(minimum: int, maximum: int) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("not a number of seconds") from None
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum} seconds")
+        return value
+
+    return parse
+
+
+def _limited(name: str) -> tuple[str, Callable[[str], int]]:
+    """The shared default (as text) and an integer parser with the shared range."""
+    limit = LIMITS[name]
+    return str(limit["default"]), _integer(limit["min"], limit["max"])
 
 
 def _model_name(raw: str) -> str:
@@ -138,11 +152,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_base_path=env.read("MODEL_BASE_PATH", f"/models/{model_name}", _path),
         host=env.read("HOST", "0.0.0.0", _non_empty),
         port=env.read("PORT", "8501", _integer(1, 65535)),
-        max_batch_size=env.read("MAX_BATCH_SIZE", "32", _integer(1, 4096)),
-        batch_timeout_s=env.read("BATCH_TIMEOUT_MICROS", "2000", _integer(0, 10_000_000))
+        max_batch_size=env.read("MAX_BATCH_SIZE", *_limited("MAX_BATCH_SIZE")),
+        batch_timeout_s=env.read("BATCH_TIMEOUT_MICROS", *_limited("BATCH_TIMEOUT_MICROS"))
         / 1_000_000,
         max_request_bytes=env.read("MAX_REQUEST_BYTES", "1048576", _integer(1)),
-        drain_timeout_s=env.read("DRAIN_TIMEOUT_SECONDS", "20", _seconds),
+        drain_timeout_s=env.read(
+            "DRAIN_TIMEOUT_SECONDS",
+            str(LIMITS["DRAIN_TIMEOUT_SECONDS"]["default"]),
+            _seconds(
+                LIMITS["DRAIN_TIMEOUT_SECONDS"]["min"], LIMITS["DRAIN_TIMEOUT_SECONDS"]["max"]
+            ),
+        ),
         log_level=env.read("LOG_LEVEL", "info", _log_level),
     )
     # Checked now, not when loading: a wrong path is a configuration error, reported before

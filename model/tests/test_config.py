@@ -20,7 +20,7 @@ def test_defaults_match_tf_serving_conventions() -> None:
     assert settings.max_batch_size == 32
     assert settings.batch_timeout_s == pytest.approx(0.002)
     assert settings.max_request_bytes == 1024 * 1024
-    assert settings.drain_timeout_s == 20
+    assert settings.drain_timeout_s == 30
     assert settings.log_level == "info"
 
 
@@ -34,11 +34,14 @@ def test_model_base_path_defaults_to_models_slash_name() -> None:
     [
         ("PORT", "http", "PORT='http': not an integer"),
         ("PORT", "70000", "PORT='70000': must be between 1 and 65535"),
-        ("MAX_BATCH_SIZE", "0", "MAX_BATCH_SIZE='0': must be between 1 and 4096"),
+        ("MAX_BATCH_SIZE", "0", "MAX_BATCH_SIZE='0': must be between 1 and 1024"),
+        ("MAX_BATCH_SIZE", "1025", "MAX_BATCH_SIZE='1025': must be between 1 and 1024"),
         ("BATCH_TIMEOUT_MICROS", "-1", "BATCH_TIMEOUT_MICROS='-1': must be between 0"),
+        ("BATCH_TIMEOUT_MICROS", "1000001", "'1000001': must be between 0 and 1000000"),
         ("MAX_REQUEST_BYTES", "1e6", "MAX_REQUEST_BYTES='1e6': not an integer"),
         ("DRAIN_TIMEOUT_SECONDS", "soon", "DRAIN_TIMEOUT_SECONDS='soon': not a number"),
-        ("DRAIN_TIMEOUT_SECONDS", "inf", "DRAIN_TIMEOUT_SECONDS='inf': must be a finite"),
+        ("DRAIN_TIMEOUT_SECONDS", "inf", "DRAIN_TIMEOUT_SECONDS='inf': must be between 0 and 600"),
+        ("DRAIN_TIMEOUT_SECONDS", "601", "DRAIN_TIMEOUT_SECONDS='601': must be between 0 and 600"),
         ("MODEL_NAME", "../etc", "MODEL_NAME='../etc': must be letters"),
         ("HOST", " ", "HOST=' ': must not be empty"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='loud': must be one of"),

@@ -46,11 +46,19 @@ def test_every_listener_of_the_cluster_is_on_loopback(cluster: Cluster) -> None:
 def test_the_simulated_pool_has_three_tainted_gpu_nodes_and_two_cpu_nodes(cluster: Cluster) -> None:
     assert len(cluster.gpu_nodes) == 3
     assert len(cluster.cpu_nodes) == 2
+    zones = {
+        cluster.client.get(resource_path("v1", "Node", name=name))["metadata"]["labels"][
+            "topology.kubernetes.io/zone"
+        ]
+        for name in cluster.gpu_nodes
+    }
+    assert len(zones) == 3, "the GPU pool spans three zones, as a regional pool does"
     for name in sorted(cluster.gpu_nodes | cluster.cpu_nodes):
         node = cluster.client.get(resource_path("v1", "Node", name=name))
         allocatable = node["status"]["allocatable"]
-        sizes = {key: allocatable[key] for key in ("cpu", "memory", "pods")}
-        assert sizes == {"cpu": "8", "memory": "32Gi", "pods": "110"}
+        sizes = {key: allocatable[key] for key in ("cpu", "memory", "ephemeral-storage", "pods")}
+        assert sizes == {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "100Gi", "pods": "110"}
+        assert node["metadata"]["labels"]["topology.kubernetes.io/zone"].startswith("local-")
         assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
         taints = node["spec"].get("taints", [])
         if name in cluster.gpu_nodes:

@@ -45,6 +45,7 @@ def test_every_object_is_accepted_without_warnings(serving: Serving) -> None:
 def test_the_namespace_enforces_restricted_pod_security(cluster: Cluster, serving: Serving) -> None:
     labels = _read_back(cluster, serving, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.34"
     assert labels["kubernetes.io/metadata.name"] == serving.namespace
 
 
@@ -156,7 +157,11 @@ def test_the_network_policy_and_service_account_read_back(
     cluster: Cluster, serving: Serving
 ) -> None:
     policy = _read_back(cluster, serving, "NetworkPolicy")["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
+    # Egress denied except DNS (SRE review defect 4), as the API server stores it.
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["egress"] == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    ]
     assert policy["podSelector"] == serving.objects["Deployment"]["spec"]["selector"]
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
@@ -238,3 +243,76 @@ def test_more_replicas_than_gpus_leaves_exactly_one_pending(
     deployment = cluster.client.get(serving.deployment_path)
     assert deployment["status"]["availableReplicas"] == 3
     assert deployment["status"]["unavailableReplicas"] == 1
+
+
+def _deployment(**overrides: object) -> dict[str, Any]:
+    """The Deployment the dev stack declares with `overrides`."""
+    return next(o for o in declared_objects(**overrides) if o["kind"] == "Deployment")
+
+
+def _live_pods(cluster: Cluster, serving: Serving) -> list[dict[str, Any]]:
+    current = pods(cluster.client, serving.namespace, serving.selector)
+    return [p for p in current if "deletionTimestamp" not in p["metadata"]]
+
+
+def _at_full_scale(cluster: Cluster, serving: Serving) -> None:
+    """Three ready pods (hpaMinReplicas = hpaMaxReplicas = 3) on the three GPU nodes."""
+    apply_all(cluster.client, declared_objects(hpaMinReplicas=3, hpaMaxReplicas=3))
+    wait_for(
+        "3 ready pods",
+        lambda: (
+            rolled_out(cluster.client.get(serving.deployment_path))
+            and len([p for p in _live_pods(cluster, serving) if running_and_ready(p)]) == 3
+        ),
+        timeout=HPA_SYNC_TIMEOUT_SECONDS + 60,
+        describe=lambda: cluster.client.get(serving.deployment_path).get("status"),
+    )
+
+
+def test_a_surge_rollout_stalls_when_the_pool_is_full(cluster: Cluster, serving: Serving) -> None:
+    """SRE review defect 3, as it was: maxSurge 1 / maxUnavailable 0 at hpaMaxReplicas equal to
+    the pool's GPUs. The surge pod cannot schedule and no old pod may go first."""
+    _at_full_scale(cluster, serving)
+    before_the_fix = _deployment(hpaMinReplicas=3, hpaMaxReplicas=3, maxBatchSize=8)
+    assert before_the_fix["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": 0,
+        "maxUnavailable": 1,
+    }
+    before_the_fix["spec"]["strategy"]["rollingUpdate"] = {"maxSurge": 1, "maxUnavailable": 0}
+    apply_all(cluster.client, [before_the_fix])
+
+    def surge_pod_unschedulable() -> dict[str, Any] | None:
+        waiting = [
+            p
+            for p in _live_pods(cluster, serving)
+            if condition(p, "PodScheduled").get("reason") == "Unschedulable"
+        ]
+        return waiting[0] if waiting else None
+
+    pending = wait_for("the surge pod to be unschedulable", surge_pod_unschedulable, timeout=60)
+    assert f"Insufficient {GPU_RESOURCE}" in condition(pending, "PodScheduled")["message"]
+    status = cluster.client.get(serving.deployment_path)["status"]
+    assert (status["updatedReplicas"], status["availableReplicas"]) == (1, 3), status
+
+
+def test_a_rollout_at_full_scale_completes_on_a_full_pool(
+    cluster: Cluster, serving: Serving
+) -> None:
+    """SRE review defect 3, fixed: with no room for a surge pod the program declares maxSurge 0
+    / maxUnavailable 1, so the rollout replaces pods one at a time and completes."""
+    _at_full_scale(cluster, serving)
+    declared = _deployment(hpaMinReplicas=3, hpaMaxReplicas=3, maxBatchSize=4)
+    assert declared["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    apply_all(cluster.client, [declared])
+    wait_for(
+        "the rollout to complete",
+        lambda: rolled_out(cluster.client.get(serving.deployment_path)),
+        timeout=120,
+        describe=lambda: cluster.client.get(serving.deployment_path).get("status"),
+    )
+    running = [p for p in _live_pods(cluster, serving) if running_and_ready(p)]
+    assert len(running) == 3
+    assert all(
+        {"name": "MAX_BATCH_SIZE", "value": "4"} in p["spec"]["containers"][0]["env"]
+        for p in running
+    )

@@ -4,7 +4,9 @@
 
 The official tensorflow/serving image lives on Docker Hub, which this project's machines cannot
 reach, so that target is never built for real here. What is checked instead:
-- the batching and monitoring configs parse as the TensorFlow Serving protos they claim to be;
+- the batching parameters the entrypoint writes from MAX_BATCH_SIZE/BATCH_TIMEOUT_MICROS, and
+  the monitoring config, parse as the TensorFlow Serving protos they claim to be;
+- the entrypoint's defaults and ranges are model/serving/limits.json's;
 - the entrypoint's flags and SIGTERM drain, against a stub server binary;
 - (docker) the target's own Dockerfile steps, built on the local Debian image as a stand-in
   base, and the entrypoint's drain as PID 1 in a real container.
@@ -20,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "model" / "docker" / "tensorflow-serving"
 ENTRYPOINT = CONFIG_DIR / "entrypoint.sh"
 METRICS_PATH = "/monitoring/prometheus/metrics"
+LIMITS: dict[str, dict[str, int]] = json.loads(
+    (REPO_ROOT / "model" / "serving" / "limits.json").read_text()
+)
 STUB_SERVER = """#!/bin/sh
 echo "$@" > "${STUB_ARGS_FILE:-/dev/null}"
 exec sleep 1000
@@ -112,19 +118,6 @@ def parse_text_proto(message_name: str, path: Path) -> object:
     return text_format.Parse(path.read_text(), message)
 
 
-def test_batching_parameters_are_a_valid_batching_parameters_proto() -> None:
-    parameters = parse_text_proto("BatchingParameters", CONFIG_DIR / "batching.config")
-    max_batch_size = parameters.max_batch_size.value  # type: ignore[attr-defined]
-    allowed = list(parameters.allowed_batch_sizes)  # type: ignore[attr-defined]
-    assert max_batch_size > 0
-    assert parameters.num_batch_threads.value >= 1  # type: ignore[attr-defined]
-    assert parameters.batch_timeout_micros.value > 0  # type: ignore[attr-defined]
-    # tensorflow_model_server refuses to start otherwise.
-    if allowed:
-        assert allowed == sorted(set(allowed))
-        assert allowed[-1] == max_batch_size
-
-
 def test_monitoring_config_serves_prometheus_on_the_shared_path() -> None:
     config = parse_text_proto("MonitoringConfig", CONFIG_DIR / "monitoring.config")
     assert config.prometheus_config.enable  # type: ignore[attr-defined]
@@ -170,12 +163,104 @@ def start_entrypoint(
     return process, args_file
 
 
+def batching_parameters(stub_server: Path, tmp_path: Path, **env: str) -> Any:
+    """The BatchingParameters the entrypoint hands the server for this environment."""
+    process, args_file = start_entrypoint(
+        stub_server, tmp_path, TMPDIR=str(tmp_path), DRAIN_TIMEOUT_SECONDS="0", **env
+    )
+    try:
+        flags = args_file.read_text().split()
+        assert "--enable_batching=true" in flags
+        path = Path(
+            next(f for f in flags if f.startswith("--batching_parameters_file=")).split("=", 1)[1]
+        )
+        assert path == tmp_path / "batching.config"
+        return parse_text_proto("BatchingParameters", path)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("max_batch_size", "timeout_micros", "allowed"),
+    [
+        ("64", "5000", [1, 2, 4, 8, 16, 32, 64]),
+        ("48", "0", [1, 2, 4, 8, 16, 32, 48]),
+        ("1", "1000000", [1]),
+        ("1024", "2000", [2**i for i in range(11)]),
+    ],
+)
+def test_the_batching_keys_reach_tf_serving_as_batching_parameters(
+    stub_server: Path, tmp_path: Path, max_batch_size: str, timeout_micros: str, allowed: list[int]
+) -> None:
+    """SRE review defect 2: prod's maxBatchSize/batchTimeoutMicros used to be ignored (a baked
+    file). The generated file parses as the proto and ends on max_batch_size, as
+    tensorflow_model_server requires."""
+    parameters = batching_parameters(
+        stub_server, tmp_path, MAX_BATCH_SIZE=max_batch_size, BATCH_TIMEOUT_MICROS=timeout_micros
+    )
+    assert parameters.max_batch_size.value == int(max_batch_size)
+    assert parameters.batch_timeout_micros.value == int(timeout_micros)
+    assert list(parameters.allowed_batch_sizes) == allowed
+    assert parameters.num_batch_threads.value >= 1
+
+
+def test_the_entrypoint_defaults_are_the_shared_ones(stub_server: Path, tmp_path: Path) -> None:
+    parameters = batching_parameters(stub_server, tmp_path)
+    assert parameters.max_batch_size.value == LIMITS["MAX_BATCH_SIZE"]["default"]
+    assert parameters.batch_timeout_micros.value == LIMITS["BATCH_TIMEOUT_MICROS"]["default"]
+    script = ENTRYPOINT.read_text()
+    assert (
+        f'DRAIN_TIMEOUT_SECONDS="${{DRAIN_TIMEOUT_SECONDS:-{LIMITS["DRAIN_TIMEOUT_SECONDS"]["default"]}}}"'
+        in script
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["MAX_BATCH_SIZE", "BATCH_TIMEOUT_MICROS", "DRAIN_TIMEOUT_SECONDS"]
+)
+def test_the_entrypoint_accepts_exactly_the_shared_range(name: str, tmp_path: Path) -> None:
+    limit = LIMITS[name]
+    for value, accepted in (
+        (limit["min"], True),
+        (limit["max"], True),
+        (limit["min"] - 1, False),
+        (limit["max"] + 1, False),
+    ):
+        result = run_entrypoint_once(tmp_path, **{name: str(value)})
+        rejected = (
+            f"{name}='{value}': must be a whole number between {limit['min']} and {limit['max']}"
+        )
+        assert (rejected not in result.stderr) == accepted, (value, result.stderr)
+
+
+def run_entrypoint_once(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The entrypoint with a server that exits at once: its status, or 2 for a bad environment."""
+    done = tmp_path / "done"
+    done.write_text("#!/bin/sh\nexit 0\n")
+    done.chmod(0o755)
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT)],
+        env={
+            "PATH": os.environ["PATH"],
+            "MODEL_NAME": "digits",
+            "MODEL_SERVER": str(done),
+            "TMPDIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+
 def test_entrypoint_passes_flags_and_arguments(stub_server: Path, tmp_path: Path) -> None:
     process, args_file = start_entrypoint(
         stub_server,
         tmp_path,
         PORT="9501",
-        BATCHING_PARAMETERS_FILE="/etc/tfserving/batching.config",
+        TMPDIR=str(tmp_path),
         MONITORING_CONFIG_FILE="/etc/tfserving/monitoring.config",
         DRAIN_TIMEOUT_SECONDS="0",
     )
@@ -185,7 +270,7 @@ def test_entrypoint_passes_flags_and_arguments(stub_server: Path, tmp_path: Path
         assert "--model_name=digits" in flags
         assert "--model_base_path=/models/digits" in flags
         assert "--enable_batching=true" in flags
-        assert "--batching_parameters_file=/etc/tfserving/batching.config" in flags
+        assert f"--batching_parameters_file={tmp_path}/batching.config" in flags
         assert "--monitoring_config_file=/etc/tfserving/monitoring.config" in flags
         assert flags[-1] == "--rest_api_timeout_in_ms=5000"
     finally:
@@ -218,17 +303,17 @@ def test_entrypoint_reports_a_server_crash(tmp_path: Path) -> None:
     assert result.returncode == 3
 
 
-def test_entrypoint_rejects_a_bad_drain_timeout() -> None:
-    result = subprocess.run(
-        ["bash", str(ENTRYPOINT)],
-        env={"PATH": os.environ["PATH"], "MODEL_NAME": "digits", "DRAIN_TIMEOUT_SECONDS": "10s"},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
+def test_entrypoint_names_every_bad_value_and_exits_2(tmp_path: Path) -> None:
+    result = run_entrypoint_once(
+        tmp_path, DRAIN_TIMEOUT_SECONDS="10s", MAX_BATCH_SIZE="0", BATCH_TIMEOUT_MICROS="soon"
     )
     assert result.returncode == 2
-    assert "DRAIN_TIMEOUT_SECONDS" in result.stderr
+    for problem in (
+        "DRAIN_TIMEOUT_SECONDS='10s'",
+        "MAX_BATCH_SIZE='0'",
+        "BATCH_TIMEOUT_MICROS='soon'",
+    ):
+        assert problem in result.stderr
 
 
 @pytest.mark.docker
@@ -257,7 +342,7 @@ def test_target_steps_on_a_stand_in_base(
     assert env["MODEL_BASE_PATH"] == "/models/digits"
     listing = docker_cli(
         "run", "--rm", "--network", "host", "--entrypoint", "sh", tag, "-c",
-        "ls /models/digits/1/saved_model.pb $BATCHING_PARAMETERS_FILE $MONITORING_CONFIG_FILE",
+        "ls /models/digits/1/saved_model.pb $MONITORING_CONFIG_FILE",
     )  # fmt: skip
     assert "saved_model.pb" in listing.stdout
 

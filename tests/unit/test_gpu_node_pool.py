@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.gpu_node_pool import GPU_TOLERATION, GpuNodePool, GpuNodePoolArgs, Scheduling
+from settings import ConfigError
 from tests.unit.harness import ROOT, StackMocks, construct, resolve, settings_for
 
 GPU_TOLERATION_DICT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -45,6 +47,8 @@ def test_existing_pool_creates_nothing_and_describes_labelled_tainted_nodes(
         tolerations=(GPU_TOLERATION,),
         gpu_resource_name="nvidia.com/gpu",
         pool_name="gpu-pool",
+        max_nodes=3,
+        gpus_per_node=1,
     )
     assert resolve(created.pool_name) == "gpu-pool"
 
@@ -94,11 +98,37 @@ def test_eks_node_group_uses_an_nvidia_ami_and_deploys_the_device_plugin(mocks: 
     pod = plugin["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"eks.amazonaws.com/nodegroup": "gpu-pool"}
     assert pod["tolerations"] == [GPU_TOLERATION_DICT]
-    assert pod["containers"][0]["image"].startswith("nvcr.io/nvidia/k8s-device-plugin:v")
     assert created.scheduling.node_selector == {
         "eks.amazonaws.com/nodegroup": "gpu-pool",
         "k8s.amazonaws.com/accelerator": "nvidia-l4",
     }
+
+
+def test_the_device_plugin_is_hardened_to_what_it_tolerates(mocks: StackMocks) -> None:
+    """SRE review defect 6: it ran BestEffort, by tag, with a service account token, no seccomp
+    profile and a writable root filesystem."""
+    pool("dev", **EKS)
+    pod = mocks.one("kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
+    (plugin,) = pod["containers"]
+    assert re.fullmatch(
+        r"nvcr\.io/nvidia/k8s-device-plugin:v[\d.]+@sha256:[0-9a-f]{64}", plugin["image"]
+    )
+    resources = plugin["resources"]
+    assert resources["requests"] == resources["limits"] == {"cpu": "50m", "memory": "100Mi"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert plugin["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_the_device_plugin_image_must_be_pinned_by_digest() -> None:
+    with pytest.raises(
+        ConfigError, match=r"eksDevicePluginImage = .*must be an image pinned by digest"
+    ):
+        settings_for("dev", **EKS, eksDevicePluginImage="nvcr.io/nvidia/k8s-device-plugin:v0.20.0")
 
 
 def test_bottlerocket_runs_its_own_device_plugin(mocks: StackMocks) -> None:

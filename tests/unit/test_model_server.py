@@ -13,12 +13,13 @@ from tests.unit.harness import StackMocks, construct, resolve, settings_for
 IMAGE_REF = "127.0.0.1:5000/model-server@sha256:" + "ab" * 32
 
 
-def serve(stack: str = "dev", **overrides: object) -> ModelServer:
+def serve(stack: str = "dev", /, **overrides: object) -> ModelServer:
     settings = settings_for(stack, **overrides)
     args = ModelServerArgs(
         server=settings.server,
         namespace=settings.kubernetes.namespace,
         create_namespace=settings.kubernetes.create_namespace,
+        pod_security_version=settings.kubernetes.pod_security_version,
         image_ref=IMAGE_REF,
         scheduling=scheduling_for(settings.gpu_pool),
     )
@@ -51,8 +52,38 @@ def test_the_deployment_runs_the_image_by_digest_on_the_gpu_pool(mocks: StackMoc
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
     resources = container(mocks)["resources"]
-    assert resources["limits"] == {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}
-    assert resources["requests"] == {"cpu": "250m", "memory": "512Mi", "nvidia.com/gpu": "1"}
+    assert resources["limits"] == {
+        "cpu": "1",
+        "memory": "1Gi",
+        "ephemeral-storage": "1Gi",
+        "nvidia.com/gpu": "1",
+    }
+    assert resources["requests"] == {
+        "cpu": "250m",
+        "memory": "512Mi",
+        "ephemeral-storage": "512Mi",
+        "nvidia.com/gpu": "1",
+    }
+
+
+def test_ephemeral_storage_is_requested_and_bounded(mocks: StackMocks) -> None:
+    """SRE review defect 7: without these the pod's logs and /tmp could fill the node's disk,
+    and the scheduler placed pods without counting them."""
+    serve(ephemeralStorageRequest="2Gi", ephemeralStorageLimit="8Gi")
+    resources = container(mocks)["resources"]
+    assert resources["requests"]["ephemeral-storage"] == "2Gi"
+    assert resources["limits"]["ephemeral-storage"] == "8Gi"
+
+
+def test_replicas_spread_across_zones_then_nodes(mocks: StackMocks) -> None:
+    """SRE review defect 7: the GKE pool spans zones; spreading only by hostname could put
+    every replica in one zone."""
+    serve()
+    constraints = pod_spec(mocks)["topologySpreadConstraints"]
+    assert [(c["topologyKey"], c["whenUnsatisfiable"]) for c in constraints] == [
+        ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+        ("kubernetes.io/hostname", "ScheduleAnyway"),
+    ]
 
 
 def test_zero_gpus_requests_none_but_still_lands_on_the_pool(mocks: StackMocks) -> None:
@@ -71,10 +102,42 @@ def test_probes_are_sized_for_model_load_and_read_the_model_status(mocks: StackM
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
+def strategy(mocks: StackMocks) -> dict[str, int]:
+    rolling: dict[str, int] = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["strategy"][
+        "rollingUpdate"
+    ]
+    return rolling
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rolling"),
+    [
+        # 3 one-GPU nodes, at most 2 pods: room for the surge pod.
+        ({"hpaMaxReplicas": 2}, {"maxSurge": 1, "maxUnavailable": 0}),
+        # 3 nodes, 3 pods: no room at full scale, so one old pod goes first.
+        ({"hpaMaxReplicas": 3}, {"maxSurge": 0, "maxUnavailable": 1}),
+        # 2 GPUs per node, 2 per pod: 3 pods fit; 4 nodes of 2: 4 pods fit, one more than 3.
+        ({"gpuAcceleratorsPerNode": 2, "gpuCount": 2}, {"maxSurge": 0, "maxUnavailable": 1}),
+        (
+            {"gpuAcceleratorsPerNode": 2, "gpuCount": 2, "gpuPoolMaxNodes": 4},
+            {"maxSurge": 1, "maxUnavailable": 0},
+        ),
+        # Pods claiming no GPU are not bounded by the pool's GPUs.
+        ({"gpuCount": 0}, {"maxSurge": 1, "maxUnavailable": 0}),
+    ],
+)
+def test_the_rollout_surges_only_when_the_pool_fits_a_pod_beyond_max_replicas(
+    mocks: StackMocks, overrides: dict[str, object], rolling: dict[str, int]
+) -> None:
+    """SRE review defect 3: maxSurge 1 with hpaMaxReplicas equal to the pool's GPU capacity
+    stalled every rollout at full scale (tests/cluster shows both on the simulated pool)."""
+    serve(**overrides)
+    assert strategy(mocks) == rolling
+
+
 def test_rollouts_never_reduce_capacity_and_pods_drain_before_they_stop(mocks: StackMocks) -> None:
-    serve(preStopSleepSeconds=10, shutdownTimeoutSeconds=30)
-    deployment = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]
-    assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    serve(preStopSleepSeconds=10, shutdownTimeoutSeconds=30, hpaMaxReplicas=2)
+    assert strategy(mocks)["maxUnavailable"] == 0
     assert container(mocks)["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
     assert env_of(container(mocks))["DRAIN_TIMEOUT_SECONDS"] == "30"
     # SIGKILL must not come before the preStop pause plus the server's own drain.
@@ -129,6 +192,8 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: Sta
 
 
 def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackMocks) -> None:
+    """SRE review defect 2: prod's batching keys (64, 5000 µs) reach TF Serving's entrypoint,
+    which writes them into its BatchingParameters (tests/image)."""
     serve("prod")
     main = container(mocks)
     assert "args" not in main
@@ -138,6 +203,8 @@ def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackM
         "PORT": "8501",
         "GRPC_PORT": "8500",
         "DRAIN_TIMEOUT_SECONDS": "30",
+        "MAX_BATCH_SIZE": "64",
+        "BATCH_TIMEOUT_MICROS": "5000",
     }
     assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [
         ("http", 8501),
@@ -200,7 +267,7 @@ def test_disruption_budget_and_service_account(mocks: StackMocks) -> None:
 def test_network_policy_admits_only_configured_sources_on_serving_ports(mocks: StackMocks) -> None:
     serve(allowedIngressNamespaces=["gateway"], allowedIngressCidrs=["10.128.0.0/20"])
     policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
     assert rule["from"] == [
@@ -208,6 +275,22 @@ def test_network_policy_admits_only_configured_sources_on_serving_ports(mocks: S
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}},
         {"ipBlock": {"cidr": "10.128.0.0/20"}},
     ]
+
+
+def test_egress_is_denied_except_dns_unless_ranges_are_allowed(mocks: StackMocks) -> None:
+    """SRE review defect 4: neither runtime needs egress; a compromised server could reach
+    anything. The cluster layer applies the same policy to a real API server."""
+    serve()
+    policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert "Egress" in policy["policyTypes"]
+    assert policy["egress"] == [dns]
+
+
+def test_allowed_egress_ranges_open_only_those(mocks: StackMocks) -> None:
+    serve(allowedEgressCidrs=["10.0.0.0/8"])
+    policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    assert policy["egress"][1] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}
 
 
 @pytest.mark.parametrize("create", [True, False])
@@ -221,6 +304,9 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard(
         return
     labels = namespaces[0].inputs["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # SRE review defect 7: pinned to the target cluster's version, not `latest`.
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.34"
     assert namespaces[0].inputs["metadata"]["name"] == "model-serving"
 
 

@@ -307,11 +307,9 @@ def test_gpu_count_zero_on_the_gpu_pool_breaks_container_resources(mocks: StackM
     assert [name for name, _ in found] == ["container-resources"]
 
 
-def test_the_eks_device_plugin_is_flagged_best_effort_and_unpinned(mocks: StackMocks) -> None:
-    """SRE review defect 6 (issue #9): the device plugin DaemonSet sets no resources and runs
-    an image by tag. Until #9 hardens it, the pack refuses the EKS variant of prod."""
-    found = review(stack_resources(mocks, "prod", **_eks_overrides()))
-    assert {(name, "nvidia-device-plugin" in v.message) for name, v in found} == {
-        ("container-resources", True),
-        ("image-digest", True),
-    }
+def test_the_eks_variant_of_prod_passes_every_rule(mocks: StackMocks) -> None:
+    """Before #9 hardened it (defect 6), the device plugin DaemonSet broke container-resources
+    (no resources) and image-digest (by tag): the pack caught both."""
+    resources = stack_resources(mocks, "prod", **_eks_overrides())
+    assert any(r.kind == "DaemonSet" for r in resources)
+    assert review(resources) == []

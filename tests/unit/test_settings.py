@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from settings import ConfigError, Quantity, load_settings
+from settings import RUNTIME_LIMITS, ConfigError, Quantity, load_settings
 from tests.unit.harness import PROJECT, ROOT, run_stack, settings_for, stack_config
 
 DECLARED = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
@@ -113,7 +113,7 @@ RULES = [
     ("pdbMaxUnavailable", 0, "pdbMaxUnavailable = 0: must be ≥ 1"),
     ("startupTimeoutSeconds", 5, "startupTimeoutSeconds = 5: must be ≥ 10"),
     ("preStopSleepSeconds", -1, "preStopSleepSeconds = -1: must be ≥ 0"),
-    ("shutdownTimeoutSeconds", 0, "shutdownTimeoutSeconds = 0: must be ≥ 1"),
+    ("shutdownTimeoutSeconds", 601, "shutdownTimeoutSeconds = 601: must be ≤ 600"),
     ("maxBatchSize", 0, "maxBatchSize = 0: must be ≥ 1"),
     ("batchTimeoutMicros", 2_000_000, "batchTimeoutMicros = 2000000: must be ≤ 1000000"),
     ("hpaScaleDownStabilizationSeconds", 7200, "must be ≤ 3600"),
@@ -121,6 +121,9 @@ RULES = [
     ("allowedIngressNamespaces", ["ok", "Not OK"], '"Not OK": must be a namespace'),
     ("allowedIngressNamespaces", "gateway", "must be a list of strings"),
     ("allowedIngressCidrs", ["10.0.0.0/33"], '"10.0.0.0/33": must be a CIDR'),
+    ("allowedEgressCidrs", ["0.0.0.0/-1"], '"0.0.0.0/-1": must be a CIDR'),
+    ("podSecurityStandardVersion", "latest", 'podSecurityStandardVersion = "latest": must be a'),
+    ("ephemeralStorageLimit", "lots", '"lots": must be a Kubernetes storage quantity'),
     ("allowedIngressCidrs", ["10.0.0.1/8"], '"10.0.0.1/8": must be a CIDR'),
 ]
 
@@ -135,6 +138,11 @@ def test_each_rule_names_the_key_the_value_and_the_rule(
 
 # Rules that span keys, or depend on the chosen cloud.
 CROSS_RULES = [
+    (
+        "dev",
+        {"ephemeralStorageRequest": "2Gi", "ephemeralStorageLimit": "1Gi"},
+        'ephemeralStorageRequest = "2Gi": must be ≤ ephemeralStorageLimit (1Gi)',
+    ),
     (
         "dev",
         {"hpaMinReplicas": 3, "hpaMaxReplicas": 2},
@@ -225,6 +233,23 @@ def test_every_key_is_declared_once_with_type_description_and_default() -> None:
     for key, spec in DECLARED.items():
         assert {"type", "description", "default"} <= spec.keys(), key
         assert spec["type"] in ("string", "integer", "boolean", "array"), key
+
+
+@pytest.mark.parametrize("key", sorted(RUNTIME_LIMITS))
+def test_runtime_knobs_have_the_runtimes_default_and_range(key: str) -> None:
+    """SRE review defect 2: batching and drain bounds and defaults used to differ between the
+    settings, the python server and the TF Serving entrypoint (1024 vs 4096, 1e6 vs 1e7 µs,
+    drain 30 / 20 / 10 s). All three now read model/serving/limits.json or are held to it."""
+    limit = RUNTIME_LIMITS[key]
+    assert DECLARED[key]["default"] == limit["default"]
+    low, high = int(limit["min"]), int(limit["max"])
+    assert settings_for("dev", **{key: low}) and settings_for("dev", **{key: high})
+    assert problems_for("dev", **{key: low - 1}) == [
+        f"{PROJECT}:{key} = {low - 1}: must be ≥ {low}"
+    ]
+    assert problems_for("dev", **{key: high + 1}) == [
+        f"{PROJECT}:{key} = {high + 1}: must be ≤ {high}"
+    ]
 
 
 def test_stack_files_set_only_declared_keys_and_never_repeat_a_default() -> None:

@@ -11,21 +11,60 @@
 # terminationGracePeriodSeconds must exceed DRAIN_TIMEOUT_SECONDS (see model/README.md).
 #
 # Environment: MODEL_NAME, MODEL_BASE_PATH (directory of version directories), PORT (REST),
-# GRPC_PORT, DRAIN_TIMEOUT_SECONDS, BATCHING_PARAMETERS_FILE (empty: no batching),
-# MONITORING_CONFIG_FILE. Arguments are passed on to tensorflow_model_server.
+# GRPC_PORT, MONITORING_CONFIG_FILE, and the knobs the python runtime takes too, with the same
+# defaults and ranges (model/serving/limits.json; tests/image holds them equal):
+#   MAX_BATCH_SIZE (32, 1-1024), BATCH_TIMEOUT_MICROS (2000, 0-1000000): written into the
+#   BatchingParameters file the server reads, so the stack's maxBatchSize/batchTimeoutMicros
+#   reach TF Serving as they reach the python runtime;
+#   DRAIN_TIMEOUT_SECONDS (30, 0-600, whole seconds).
+# Arguments are passed on to tensorflow_model_server.
 set -euo pipefail
 
 : "${MODEL_NAME:?MODEL_NAME must be set}"
 MODEL_BASE_PATH="${MODEL_BASE_PATH:-/models/$MODEL_NAME}"
 PORT="${PORT:-8501}"
 GRPC_PORT="${GRPC_PORT:-8500}"
-DRAIN_TIMEOUT_SECONDS="${DRAIN_TIMEOUT_SECONDS:-10}"
+MAX_BATCH_SIZE="${MAX_BATCH_SIZE:-32}"
+BATCH_TIMEOUT_MICROS="${BATCH_TIMEOUT_MICROS:-2000}"
+DRAIN_TIMEOUT_SECONDS="${DRAIN_TIMEOUT_SECONDS:-30}"
 MODEL_SERVER="${MODEL_SERVER:-tensorflow_model_server}"
+BATCHING_PARAMETERS_FILE="${TMPDIR:-/tmp}/batching.config"
 
 log() { printf '%s entrypoint: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 
-[[ "$DRAIN_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] ||
-    { log "DRAIN_TIMEOUT_SECONDS must be a whole number of seconds, not '$DRAIN_TIMEOUT_SECONDS'"; exit 2; }
+problems=()
+check_whole() { # NAME MIN MAX: the variable is a whole number in [MIN, MAX]
+    local value=${!1}
+    if ! [[ "$value" =~ ^[0-9]{1,9}$ ]] || ((10#$value < $2 || 10#$value > $3)); then
+        problems+=("$1='$value': must be a whole number between $2 and $3")
+    fi
+}
+check_whole MAX_BATCH_SIZE 1 1024
+check_whole BATCH_TIMEOUT_MICROS 0 1000000
+check_whole DRAIN_TIMEOUT_SECONDS 0 600
+if ((${#problems[@]})); then
+    log "invalid environment: $(IFS=';'; echo "${problems[*]}")"
+    exit 2
+fi
+
+# Server-side dynamic batching: requests that arrive within BATCH_TIMEOUT_MICROS of each other
+# run as one batch of up to MAX_BATCH_SIZE. Allowed sizes (powers of two, then the maximum)
+# bound the distinct batch shapes the GPU compiles; the last must equal max_batch_size.
+write_batching_parameters() {
+    local size=1
+    printf 'max_batch_size { value: %d }\n' "$((10#$MAX_BATCH_SIZE))"
+    printf 'batch_timeout_micros { value: %d }\n' "$((10#$BATCH_TIMEOUT_MICROS))"
+    # Back-pressure: beyond this many waiting batches requests fail fast with UNAVAILABLE.
+    printf 'max_enqueued_batches { value: 64 }\n'
+    # One GPU runs one batch at a time well; a second thread overlaps host-side work.
+    printf 'num_batch_threads { value: 2 }\n'
+    while ((size < 10#$MAX_BATCH_SIZE)); do
+        printf 'allowed_batch_sizes: %d\n' "$size"
+        size=$((size * 2))
+    done
+    printf 'allowed_batch_sizes: %d\n' "$((10#$MAX_BATCH_SIZE))"
+}
+write_batching_parameters >"$BATCHING_PARAMETERS_FILE"
 
 flags=(
     "--port=$GRPC_PORT"
@@ -35,9 +74,7 @@ flags=(
     # The model is baked into the image: look for versions once, do not poll the filesystem.
     "--file_system_poll_wait_seconds=0"
 )
-if [[ -n "${BATCHING_PARAMETERS_FILE:-}" ]]; then
-    flags+=("--enable_batching=true" "--batching_parameters_file=$BATCHING_PARAMETERS_FILE")
-fi
+flags+=("--enable_batching=true" "--batching_parameters_file=$BATCHING_PARAMETERS_FILE")
 if [[ -n "${MONITORING_CONFIG_FILE:-}" ]]; then
     flags+=("--monitoring_config_file=$MONITORING_CONFIG_FILE")
 fi
