@@ -21,7 +21,7 @@ UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 REPLACEMENT_HALVES = {OpType.CREATE_REPLACEMENT, OpType.DELETE_REPLACED}
 # The policy SDK's advisory note for a rule it could not run on values known only after `up`.
 NOT_CHECKABLE_IN_PREVIEW = "can't be known during preview"
-IMAGE_TYPE = "docker-build:index:Image"
+GENERIC_FAILURE = "preview failed"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,10 @@ def preview_record(stack: str, events: list[EngineEvent], succeeded: bool) -> Pr
                 for op, n in event.summary_event.resource_changes.items()
             }
         elif event.diagnostic_event and event.diagnostic_event.severity == "error":
-            record.errors.append(event.diagnostic_event.message.strip())
+            message = event.diagnostic_event.message.strip()
+            # The engine's closing line says only what `succeeded` already does.
+            if message != GENERIC_FAILURE:
+                record.errors.append(message)
     return record
 
 

@@ -115,7 +115,7 @@ RULES = [
     ("preStopSleepSeconds", -1, "preStopSleepSeconds = -1: must be ≥ 0"),
     ("shutdownTimeoutSeconds", 601, "shutdownTimeoutSeconds = 601: must be ≤ 600"),
     ("maxBatchSize", 0, "maxBatchSize = 0: must be ≥ 1"),
-    ("batchTimeoutMicros", 2_000_000, "batchTimeoutMicros = 2000000: must be ≤ 1000000"),
+    ("batchTimeoutMicros", 20_000_000, "batchTimeoutMicros = 20000000: must be ≤ 10000000"),
     ("hpaScaleDownStabilizationSeconds", 7200, "must be ≤ 3600"),
     ("serviceType", "ExternalName", "must be one of ClusterIP, NodePort, LoadBalancer"),
     ("allowedIngressNamespaces", ["ok", "Not OK"], '"Not OK": must be a namespace'),

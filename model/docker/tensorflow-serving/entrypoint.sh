@@ -13,7 +13,7 @@
 # Environment: MODEL_NAME, MODEL_BASE_PATH (directory of version directories), PORT (REST),
 # GRPC_PORT, MONITORING_CONFIG_FILE, and the knobs the python runtime takes too, with the same
 # defaults and ranges (model/serving/limits.json; tests/image holds them equal):
-#   MAX_BATCH_SIZE (32, 1-1024), BATCH_TIMEOUT_MICROS (2000, 0-1000000): written into the
+#   MAX_BATCH_SIZE (32, 1-1024), BATCH_TIMEOUT_MICROS (2000, 0-10000000): written into the
 #   BatchingParameters file the server reads, so the stack's maxBatchSize/batchTimeoutMicros
 #   reach TF Serving as they reach the python runtime;
 #   DRAIN_TIMEOUT_SECONDS (30, 0-600, whole seconds).
@@ -40,7 +40,7 @@ check_whole() { # NAME MIN MAX: the variable is a whole number in [MIN, MAX]
     fi
 }
 check_whole MAX_BATCH_SIZE 1 1024
-check_whole BATCH_TIMEOUT_MICROS 0 1000000
+check_whole BATCH_TIMEOUT_MICROS 0 10000000
 check_whole DRAIN_TIMEOUT_SECONDS 0 600
 if ((${#problems[@]})); then
     log "invalid environment: $(IFS=';'; echo "${problems[*]}")"
