@@ -13,7 +13,8 @@ from tests.cluster.kube import resource_path, wait_for
 
 pytestmark = pytest.mark.cluster
 
-VIOLATION = 'violates PodSecurity "restricted:latest"'
+# The version the namespace pins (podSecurityStandardVersion), named by the API server itself.
+VIOLATION = 'violates PodSecurity "restricted:v1.34"'
 
 
 def compliant_pod(namespace: str, image: str) -> dict[str, Any]:

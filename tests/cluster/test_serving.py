@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from tests.cluster.stack import (
 pytestmark = pytest.mark.cluster
 
 HPA_SYNC_TIMEOUT_SECONDS = 60  # the HPA controller syncs every 15 s
+# Several deployment-controller syncs and scheduler retries: long enough to see no progress.
+STALL_OBSERVATION_SECONDS = 10
 
 
 def _read_back(cluster: Cluster, serving: Serving, kind: str) -> dict[str, Any]:
@@ -291,8 +294,16 @@ def test_a_surge_rollout_stalls_when_the_pool_is_full(cluster: Cluster, serving:
 
     pending = wait_for("the surge pod to be unschedulable", surge_pod_unschedulable, timeout=60)
     assert f"Insufficient {GPU_RESOURCE}" in condition(pending, "PodScheduled")["message"]
-    status = cluster.client.get(serving.deployment_path)["status"]
-    assert (status["updatedReplicas"], status["availableReplicas"]) == (1, 3), status
+
+    def progress() -> tuple[int, int]:
+        status = cluster.client.get(serving.deployment_path).get("status", {})
+        return status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
+
+    wait_for("one updated pod and three available", lambda: progress() == (1, 3), timeout=30)
+    # And it stays there: no old pod may go before the surge pod is available.
+    time.sleep(STALL_OBSERVATION_SECONDS)
+    assert progress() == (1, 3)
+    assert surge_pod_unschedulable() is not None
 
 
 def test_a_rollout_at_full_scale_completes_on_a_full_pool(

@@ -140,16 +140,25 @@ def test_a_second_up_changes_and_rebuilds_nothing(
     assert manifest_digest("model-server", tag) == digest_before
 
 
-def test_a_config_change_previews_as_an_update_of_exactly_that_object(
+def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
     cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any]
 ) -> None:
+    # With at most 2 pods on the 3 GPU nodes a surge pod fits, so the rollout strategy changes
+    # with the HPA's bound (SRE review defect 3), and nothing else does.
     engine_stack.write_config(hpaMaxReplicas=2)
     try:
         _, events = engine_stack.run("preview")
         steps = planned_steps(events)
-        assert _ops(steps) == [("update", HPA)]
-        assert set(steps[0].detailed_diff or {}) == {"spec.maxReplicas"}
+        assert sorted(_ops(steps)) == [("update", DEPLOYMENT), ("update", HPA)]
+        diffs = {step.type: set(step.detailed_diff or {}) for step in steps}
+        assert diffs[HPA] == {"spec.maxReplicas"}
+        assert diffs[DEPLOYMENT] == {
+            "spec.strategy.rollingUpdate.maxSurge",
+            "spec.strategy.rollingUpdate.maxUnavailable",
+        }
         engine_stack.run("up")
+        live = _deployment(cluster, engine_stack)["spec"]["strategy"]["rollingUpdate"]
+        assert live == {"maxSurge": 1, "maxUnavailable": 0}
         hpa = cluster.client.get(
             resource_path(
                 "autoscaling/v2",
