@@ -26,8 +26,8 @@ help: ## List the project commands
 # --- Environments -----------------------------------------------------------------------
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt requirements-gcp.txt requirements-aws.txt constraints.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-gcp.txt -r requirements-aws.txt -c constraints.txt
+	@test -x $(PY) || scripts/uv.sh venv --quiet --python $(PYTHON) $(VENV)
+	scripts/uv.sh pip install --quiet --python $(PY) -r requirements-dev.txt -r requirements-gcp.txt -r requirements-aws.txt -c constraints.txt
 	@touch $@
 
 .PHONY: venv

@@ -38,11 +38,11 @@ fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating $VENV"
-    "$PYTHON" -m venv "$VENV"
+    "$ROOT/scripts/uv.sh" venv --quiet --python "$PYTHON" "$VENV"
 fi
 rm -f "$STAMP"
 log "installing model/requirements-dev.txt"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODEL_DIR/requirements-dev.txt"
+"$ROOT/scripts/uv.sh" pip install --quiet --python "$VENV/bin/python" -r "$MODEL_DIR/requirements-dev.txt"
 # Written last: an interrupted install leaves no stamp and is redone next time.
 printf '%s\n' "$wanted" >"$STAMP"
 log "ready: $VENV"
