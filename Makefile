@@ -56,10 +56,6 @@ toolchain-cluster: ## Build etcd, the Kubernetes control plane, kubectl and kwok
 cluster: toolchain-cluster ## Start Docker, the registry and a local cluster with simulated GPU nodes
 	scripts/cluster.sh start
 
-.PHONY: cluster-stop
-cluster-stop: ## Stop the local cluster, Docker and the registry
-	scripts/cluster.sh stop
-
 .PHONY: docker
 docker: ## Start the Docker engine and the registry on 127.0.0.1:5000
 	scripts/docker.sh start

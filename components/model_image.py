@@ -7,15 +7,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker_build as docker_build
 
-from settings import ImageSettings, ServingRuntime
+from components.runtime_profiles import profile_for
+from settings import ImageSettings
 
 # Build arguments of model/Dockerfile (see model/README.md, "Image").
 VARIANT_BUILD_ARG = "VARIANT"
 MODEL_NAME_BUILD_ARG = "MODEL_NAME"
-BASE_IMAGE_BUILD_ARG: dict[ServingRuntime, str] = {
-    "python": "PYTHON_BASE",
-    "tensorflow-serving": "TFSERVING_BASE",
-}
 # BuildKit secret id through which model/Dockerfile trusts an extra CA bundle.
 CA_BUNDLE_SECRET_ID = "ca_bundle"
 
@@ -68,9 +65,10 @@ class ModelImage(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gpu-model-serving:image:ModelImage", name, None, opts)
         image = args.image
+        profile = profile_for(image.runtime)
         build_args = {VARIANT_BUILD_ARG: image.variant, MODEL_NAME_BUILD_ARG: args.model_name}
         if image.base_image is not None:
-            build_args[BASE_IMAGE_BUILD_ARG[image.runtime]] = image.base_image
+            build_args[profile.base_image_build_arg] = image.base_image
         secrets: dict[str, pulumi.Input[str]] = {}
         if args.ca_bundle is not None:
             secrets[CA_BUNDLE_SECRET_ID] = pulumi.Output.secret(args.ca_bundle)
@@ -79,7 +77,7 @@ class ModelImage(pulumi.ComponentResource):
             f"{name}-build",
             context=docker_build.BuildContextArgs(location=args.context_dir),
             dockerfile=docker_build.DockerfileArgs(location=f"{args.context_dir}/Dockerfile"),
-            target=image.runtime,
+            target=profile.dockerfile_target,
             build_args=build_args,
             platforms=[docker_build.Platform(image.platform)],
             network=docker_build.NetworkMode(image.build_network),

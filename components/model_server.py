@@ -1,24 +1,21 @@
 """ModelServer: the Kubernetes objects that serve the model on the GPU pool.
 
-Both serving runtimes speak TensorFlow Serving's REST API on the same port, so probes, the
-Service and clients do not change with the runtime; only the container's arguments, its
-environment and its extra gRPC port do (`RuntimeProfile`).
+What differs between the serving runtimes (ports, environment, liveness) comes from their
+profile (components/runtime_profiles.py); everything else is the same for both.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.gpu_node_pool import Scheduling
+from components.runtime_profiles import REST_PORT, RuntimeProfile, profile_for
 from settings import ServerSettings
 
-REST_PORT = 8501
-GRPC_PORT = 8500
 METRICS_PATH = (
     "/monitoring/prometheus/metrics"  # TF Serving's path; the Python runtime serves it too
 )
@@ -36,55 +33,17 @@ GRACE_MARGIN_SECONDS = 5
 TAKE_BACK_DECLARED_FIELDS = {"pulumi.com/patchForce": "true"}
 
 
-@dataclass(frozen=True)
-class RuntimeProfile:
-    """What differs between serving runtimes inside the pod.
-
-    Both images take their settings from the environment (model/README.md), so the
-    container has no arguments; TF Serving's wrapper turns them into its flags.
-    """
-
-    ports: Mapping[str, int]
-    env: Mapping[str, str]
-    liveness: k8s.core.v1.ProbeArgs
-
-
-def runtime_profile(server: ServerSettings) -> RuntimeProfile:
-    # Both runtimes read these (model/serving/limits.json gives their shared ranges).
-    common = {
+def container_env(server: ServerSettings, profile: RuntimeProfile) -> dict[str, str]:
+    """The shared knobs both runtimes read (model/serving/limits.json), then the runtime's own."""
+    return {
         "MODEL_NAME": server.model_name,
         "MODEL_BASE_PATH": f"{MODELS_DIR}/{server.model_name}",
         "PORT": str(REST_PORT),
         "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
         "MAX_BATCH_SIZE": str(server.max_batch_size),
         "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
+        **profile.env,
     }
-    if server.runtime == "python":
-        return RuntimeProfile(
-            ports={"http": REST_PORT},
-            env={
-                **common,
-                "HOST": "0.0.0.0",  # the pod's own network namespace; Service and probes need it
-            },
-            liveness=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
-                period_seconds=10,
-                timeout_seconds=2,
-                failure_threshold=3,
-            ),
-        )
-    return RuntimeProfile(
-        ports={"http": REST_PORT, "grpc": GRPC_PORT},
-        # The entrypoint writes MAX_BATCH_SIZE/BATCH_TIMEOUT_MICROS into TF Serving's batching file.
-        env={**common, "GRPC_PORT": str(GRPC_PORT)},
-        # TF Serving has no liveness endpoint; an open REST port is its sign of life.
-        liveness=k8s.core.v1.ProbeArgs(
-            tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),
-            period_seconds=10,
-            timeout_seconds=2,
-            failure_threshold=3,
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -126,7 +85,7 @@ class ModelServer(pulumi.ComponentResource):
             "app.kubernetes.io/component": "inference",
             "app.kubernetes.io/managed-by": "pulumi",
         }
-        self._profile = runtime_profile(server)
+        self._profile = profile_for(server.runtime)
 
         namespace_dependency = (
             [self._namespace_object(name, args.pod_security_version)]
@@ -259,7 +218,7 @@ class ModelServer(pulumi.ComponentResource):
                                 image_pull_policy="IfNotPresent",
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name=k, value=v)
-                                    for k, v in self._profile.env.items()
+                                    for k, v in container_env(server, self._profile).items()
                                 ],
                                 ports=[
                                     k8s.core.v1.ContainerPortArgs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import unittest.mock
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ class Created:
     name: str
     inputs: dict[str, Any]
     secret_paths: set[str] = field(default_factory=set)
+    provider: str | None = None
+    """The provider reference the resource was registered with (urn::id), if any."""
 
 
 @dataclass
@@ -82,7 +85,7 @@ class StackMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         secret_paths: set[str] = set()
         inputs = _reveal(dict(args.inputs), "", secret_paths)
-        self.created.append(Created(args.typ, args.name, inputs, secret_paths))
+        self.created.append(Created(args.typ, args.name, inputs, secret_paths, args.provider))
         outputs = dict(args.inputs)
         if args.typ == "docker-build:index:Image":
             # A content digest: identical inputs give an identical digest, as in a registry.
@@ -155,11 +158,22 @@ def construct(factory: Callable[[], _T]) -> _T:
 
 
 def run_stack(stack: str, **overrides: object) -> dict[str, Any]:
-    """Evaluate __main__.py for `stack` from its real stack file; returns its module globals."""
+    """Evaluate __main__.py for `stack` from its real stack file; returns the stack's outputs
+    (every `pulumi.export` the program made, resolved), as `pulumi stack output` shows them."""
     use_config(stack, **overrides)
-    namespace: dict[str, Any] = {}
-    run(lambda: namespace.update(runpy.run_path(str(ROOT / "__main__.py"))))
-    return namespace
+    exports: dict[str, Any] = {}
+    real_export = pulumi.export
+
+    def record(name: str, value: Any) -> None:
+        exports[name] = value
+        real_export(name, value)
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"))
+
+    with unittest.mock.patch.object(pulumi, "export", record):
+        run(program)
+    return {name: resolve(value) for name, value in exports.items()}
 
 
 def resolve(output: pulumi.Input[Any]) -> Any:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import re
+import pulumi
+import pytest
+from pulumi.runtime.sync_await import _sync_await
 
-from components.model_image import CA_BUNDLE_SECRET_ID, ModelImage, ModelImageArgs
+from components.model_image import (
+    CA_BUNDLE_SECRET_ID,
+    ModelImage,
+    ModelImageArgs,
+    digest_or_pending,
+)
 from tests.unit.harness import StackMocks, resolve, run, settings_for
 
 IMAGE = "docker-build:index:Image"
@@ -49,12 +56,24 @@ def test_dev_builds_the_python_cpu_target_from_model_and_pushes_to_the_local_reg
     assert "registries" not in image or not image["registries"]
 
 
-def test_the_reference_is_pinned_by_the_digest_the_registry_reports(mocks: StackMocks) -> None:
-    image = build("dev")
-    ref = resolve(image.image_ref)
-    digest = resolve(image.digest)
-    assert re.fullmatch(r"127\.0\.0\.1:5000/model-server@sha256:[0-9a-f]{64}", ref)
-    assert ref.endswith(digest)
+def test_a_preview_that_rebuilds_shows_the_digest_as_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The provider previews a rebuild's digest as "": passed on, every pod template would
+    preview as `<repository>@` and the policy pack's digest rule would fail the preview."""
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: True)
+    pending = digest_or_pending("")
+    assert isinstance(pending, pulumi.Output)
+    assert _sync_await(pending.is_known()) is False
+    assert digest_or_pending("sha256:" + "ab" * 32) == "sha256:" + "ab" * 32
+
+
+def test_an_update_without_a_digest_is_an_error_not_an_unpinned_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: False)
+    with pytest.raises(ValueError, match="reported no digest"):
+        digest_or_pending("")
 
 
 def test_prod_builds_the_tensorflow_serving_gpu_target_and_logs_in_with_a_gcp_token(

@@ -9,8 +9,9 @@ import pulumi
 import pytest
 
 import stack_outputs
-from tests.unit.harness import StackMocks, resolve, run_stack
+from tests.unit.harness import StackMocks, run_stack
 from tests.unit.kubernetes_schema import kubernetes_version, validation_errors
+from tests.unit.test_settings import _eks_overrides
 
 SERVING_KINDS = {
     "Namespace",
@@ -27,35 +28,33 @@ def objects_by_kind(mocks: StackMocks) -> dict[str, dict[str, Any]]:
     return {o["kind"]: o for o in mocks.kubernetes_objects()}
 
 
-def exported(program: dict[str, Any]) -> dict[str, Any]:
-    return {
-        stack_outputs.IMAGE_REF: resolve(program["image"].image_ref),
-        stack_outputs.PREDICT_URL: resolve(program["server"].predict_url),
-        stack_outputs.GPU_POOL_NAME: resolve(program["gpu_pool"].pool_name),
-    }
-
-
 def test_dev_stack_creates_the_local_serving_objects(mocks: StackMocks) -> None:
-    program = run_stack("dev")
+    outputs = run_stack("dev")
     assert set(objects_by_kind(mocks)) == SERVING_KINDS
     assert mocks.of_type("gcp:container/nodePool:NodePool") == []
     assert mocks.of_type("aws:eks/nodeGroup:NodeGroup") == []
     provider = mocks.one("pulumi:providers:kubernetes").inputs
     assert provider.get("renderYamlToDirectory", "") in ("", None)
     deployment = objects_by_kind(mocks)["Deployment"]
-    image_ref = resolve(program["image"].image_ref)
+    image_ref = outputs[stack_outputs.IMAGE_REF]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image_ref
     assert image_ref.startswith("127.0.0.1:5000/model-server@sha256:")
     # The HPA owns the replica count: declaring one would reset it on every update.
     assert "replicas" not in deployment["spec"]
     assert objects_by_kind(mocks)["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 1
-    assert exported(program)[stack_outputs.GPU_POOL_NAME] == "gpu-pool"
+    assert outputs[stack_outputs.GPU_POOL_NAME] == "gpu-pool"
+    assert outputs[stack_outputs.NAMESPACE] == "model-serving"
+    assert outputs[stack_outputs.DEPLOYMENT_NAME] == deployment["metadata"]["name"]
+    assert outputs[stack_outputs.PREDICT_URL] == (
+        "http://digits-server.model-serving.svc.cluster.local:8501/v1/models/digits:predict"
+    )
+    assert image_ref.endswith(outputs[stack_outputs.IMAGE_DIGEST])
 
 
 def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_replicas(
     mocks: StackMocks,
 ) -> None:
-    program = run_stack("prod")
+    outputs = run_stack("prod")
     node_pool = mocks.one("gcp:container/nodePool:NodePool").inputs
     assert node_pool["nodeConfig"]["guestAccelerators"][0]["type"] == "nvidia-l4"
     objects = objects_by_kind(mocks)
@@ -68,7 +67,9 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     assert {"name": "MODEL_NAME", "value": "digits"} in pod["containers"][0]["env"]
     assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
     assert objects["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
-    assert resolve(program["image"].image_ref).startswith("us-central1-docker.pkg.dev/")
+    assert outputs[stack_outputs.IMAGE_REF].startswith(
+        "us-central1-docker.pkg.dev/ml-platform-prod/models/digits-server@sha256:"
+    )
     provider = mocks.one("pulumi:providers:kubernetes").inputs
     assert provider["context"] == "gke_ml-platform-prod_us-central1_serving"
 
@@ -86,12 +87,24 @@ def test_render_mode_sends_the_manifests_to_a_directory_and_names_no_cluster(
     assert "context" not in provider
 
 
-def test_every_kubernetes_object_goes_through_the_explicit_provider(mocks: StackMocks) -> None:
-    run_stack("dev")
-    # Mocks see the provider reference in the resource's options; a default provider would
-    # show up as an extra registration of pulumi:providers:kubernetes named "default...".
-    providers = mocks.of_type("pulumi:providers:kubernetes")
-    assert [p.name for p in providers] == ["kubernetes"]
+@pytest.mark.parametrize(
+    ("stack", "overrides"),
+    [("dev", {}), ("prod", {}), ("prod", _eks_overrides())],
+    ids=["dev", "prod", "prod-eks"],
+)
+def test_every_kubernetes_object_goes_through_the_explicit_provider(
+    mocks: StackMocks, stack: str, overrides: dict[str, object]
+) -> None:
+    """A Kubernetes object registered without it would go to the ambient kubeconfig's cluster
+    (the default provider): each one must name the stack's own provider."""
+    run_stack(stack, **overrides)
+    (provider,) = mocks.of_type("pulumi:providers:kubernetes")
+    objects = [c for c in mocks.created if c.type.startswith("kubernetes:") and c is not provider]
+    assert objects
+    # The mocks' reference to the one explicit provider: <its URN>::<its id>.
+    explicit = f"$pulumi:providers:kubernetes::{provider.name}::{provider.name}-id"
+    unrouted = [(c.type, c.name) for c in objects if not (c.provider or "").endswith(explicit)]
+    assert unrouted == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
