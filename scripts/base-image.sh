@@ -23,8 +23,8 @@ PACKAGES=python3,python3-venv,ca-certificates
 CACHE_DIR="${BASE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-model-serving/base-image}"
 TARBALL="$CACHE_DIR/debian-python-$SUITE.tar.gz"
 
-log() { printf '[base-image.sh] %s\n' "$*" >&2; }
-die() { printf '[base-image.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 force=0
 case "${1:-}" in

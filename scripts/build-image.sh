@@ -23,8 +23,8 @@ push=0
 python_base="${PYTHON_BASE:-localhost/debian-python:bookworm}"
 extra_args=()
 
-log() { printf '[build-image.sh] %s\n' "$*" >&2; }
-die() { printf '[build-image.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while (($#)); do

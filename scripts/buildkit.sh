@@ -28,10 +28,8 @@ export DOCKER_CONFIG="${DOCKER_CONFIG:-$STATE_DIR/docker-config}"
 START_TIMEOUT_SECONDS="${START_TIMEOUT_SECONDS:-60}"
 STOP_TIMEOUT_SECONDS="${STOP_TIMEOUT_SECONDS:-60}"
 
-log() { printf '[buildkit.sh] %s\n' "$*" >&2; }
-die() { printf '[buildkit.sh] ERROR: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=scripts/pids.sh
-source "$ROOT/scripts/pids.sh"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 buildctl() { "$BIN/buildctl" --addr "unix://$SOCKET" "$@"; }
 daemon_answers() { buildctl debug workers >/dev/null 2>&1; }

@@ -47,8 +47,8 @@ export PATH="$BIN:$PATH"
 export KUBECACHEDIR="$STATE_DIR/kube-cache"
 export KWOK_KUBECTL_BINARY="$BIN/kubectl"
 
-log() { printf '[cluster.sh] %s\n' "$*" >&2; }
-die() { printf '[cluster.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 require_binaries() {
     local missing=() b

@@ -34,10 +34,8 @@ START_TIMEOUT_SECONDS="${START_TIMEOUT_SECONDS:-60}"
 # dockerd stops running containers first (up to its shutdown timeout, 15 s by default).
 STOP_TIMEOUT_SECONDS="${STOP_TIMEOUT_SECONDS:-60}"
 
-log() { printf '[docker.sh] %s\n' "$*" >&2; }
-die() { printf '[docker.sh] ERROR: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=scripts/pids.sh
-source "$ROOT/scripts/pids.sh"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # Talk to the engine on the default socket whatever DOCKER_HOST or a docker context says.
 docker_cli() { DOCKER_HOST="unix://$DOCKER_SOCKET" docker "$@"; }

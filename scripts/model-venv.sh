@@ -15,7 +15,8 @@ VENV="$MODEL_DIR/.venv"
 STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 
-log() { printf '[model-venv.sh] %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 force=0
 case "${1:-}" in

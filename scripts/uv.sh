@@ -8,13 +8,16 @@
 # machine's pip settings (local wheel directory, CA bundle) as uv's.
 set -euo pipefail
 
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 UV_VERSION=0.13.8
 PYTHON="${PYTHON:-python3}"
 UV_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-model-serving/uv-$UV_VERSION"
 UV="$UV_DIR/bin/uv"
 
 if [[ ! -f "$UV_DIR/.installed" ]]; then
-    printf '[uv.sh] installing uv %s into %s\n' "$UV_VERSION" "$UV_DIR" >&2
+    log "installing uv $UV_VERSION into $UV_DIR"
     rm -rf "$UV_DIR"
     "$PYTHON" -m venv "$UV_DIR"
     "$UV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"

@@ -1,6 +1,14 @@
 # shellcheck shell=bash
-# Pid-file helpers shared by the scripts that start servers (sourced; needs log and die).
-# Every server is stopped by the PID its start recorded, never by name.
+# Sourced by the project's scripts: logging and errors prefixed with the script's name, and the
+# pid-file helpers of the scripts that start servers. Every server is stopped by the PID its
+# start recorded, never by name.
+
+LOG_PREFIX="[$(basename "$0")]"
+log() { printf '%s %s\n' "$LOG_PREFIX" "$*" >&2; }
+die() {
+    printf '%s ERROR: %s\n' "$LOG_PREFIX" "$*" >&2
+    exit 1
+}
 
 # The PID in a pid file if that process is alive and runs the expected program (guards against
 # a stale pid file whose PID was reused by something else).
