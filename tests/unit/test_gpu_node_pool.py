@@ -64,7 +64,7 @@ def test_gke_pool_has_accelerators_managed_drivers_autoscaling_to_zero_and_the_g
         "ml-platform-prod",
     )
     assert node_pool["autoscaling"]["totalMinNodeCount"] == 0
-    assert node_pool["autoscaling"]["totalMaxNodeCount"] == 8
+    assert node_pool["autoscaling"]["totalMaxNodeCount"] == 9
     config = node_pool["nodeConfig"]
     assert config["machineType"] == "g2-standard-8"
     assert config["spot"] is True

@@ -135,6 +135,11 @@ def test_the_rollout_surges_only_when_the_pool_fits_a_pod_beyond_max_replicas(
     assert strategy(mocks) == rolling
 
 
+def test_prod_keeps_a_node_for_the_surge_pod_at_full_scale(mocks: StackMocks) -> None:
+    serve("prod")
+    assert strategy(mocks) == {"maxSurge": 1, "maxUnavailable": 0}
+
+
 def test_rollouts_never_reduce_capacity_and_pods_drain_before_they_stop(mocks: StackMocks) -> None:
     serve(preStopSleepSeconds=10, shutdownTimeoutSeconds=30, hpaMaxReplicas=2)
     assert strategy(mocks)["maxUnavailable"] == 0
