@@ -68,12 +68,13 @@ def main(argv: list[str]) -> int:
         if args.command == "drift":
             report = driver.drift(stack, target, progress)
             if args.report:
-                args.report.write_text(json.dumps(report.as_json(), indent=2, default=str) + "\n")
+                _write_json(args.report, report.as_json())
             print(report.describe())
             return EXIT_DRIFT if report.drifted else 0
         if args.command == "preview" and args.record:
-            return _recorded_preview(stack, target, args.record)
-        OPERATIONS[args.command](stack, target, progress)
+            _recorded_preview(stack, target, args.record)
+        else:
+            OPERATIONS[args.command](stack, target, progress)
         if args.command == "destroy" and args.remove:
             stack.workspace.remove_stack(target.name)
     except EngineMissingError as error:
@@ -88,21 +89,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _recorded_preview(stack: auto.Stack, target: driver.StackTarget, record: Path) -> int:
+def _recorded_preview(stack: auto.Stack, target: driver.StackTarget, record: Path) -> None:
     """A preview whose record is written whether it passes or not: a failing preview (a policy
-    violation) is exactly what the reviewer must see."""
+    violation) is exactly what the reviewer must see. Its failure still propagates."""
     events: list[auto.EngineEvent] = []
+    succeeded = False
     try:
         driver.preview(stack, target, print, on_event=events.append)
         succeeded = True
-    except auto.CommandError as error:
-        print(f"engine: preview of stack {target.name} failed", file=sys.stderr)
-        print(_engine_stderr(error), file=sys.stderr)
-        succeeded = False
-    result = preview_record(target.name, events, succeeded)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
-    return 0 if succeeded else EXIT_ERROR
+    finally:
+        _write_json(record, preview_record(target.name, events, succeeded).as_json())
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _to_stderr(line: str) -> None:

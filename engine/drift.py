@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pulumi.automation import EngineEvent, OpType
+from pulumi.automation import EngineEvent, OpType, StepEventMetadata
 
 # Steps that only read or keep a resource; every other planned step means live != declared.
 UNCHANGED_OPS = {OpType.SAME, OpType.READ, OpType.REFRESH}
+# The Stack and provider configurations are not objects in the cluster or registry.
 NOT_LIVE_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
 _PATH_TOKEN = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)')
 MISSING = "<absent>"
@@ -66,11 +68,7 @@ class DriftReport:
 def drift_report(stack: str, events: list[EngineEvent]) -> DriftReport:
     """The drift a `preview --refresh` found, from the engine's planned-step events."""
     drifted = []
-    for event in events:
-        step = event.resource_pre_event.metadata if event.resource_pre_event else None
-        # The Stack and provider configurations are not objects in the cluster.
-        if step is None or step.op in UNCHANGED_OPS or step.type.startswith(NOT_LIVE_TYPES):
-            continue
+    for step in object_changes(events):
         declared = step.new.inputs if step.new else {}
         live = step.old.outputs if step.old else {}
         fields = [
@@ -86,12 +84,27 @@ def drift_report(stack: str, events: list[EngineEvent]) -> DriftReport:
             ResourceDrift(
                 urn=step.urn,
                 type=step.type,
-                name=step.urn.rsplit("::", 1)[-1],
+                name=resource_name(step.urn),
                 op=step.op.value,
                 fields=fields,
             )
         )
     return DriftReport(stack=stack, resources=drifted)
+
+
+def object_changes(events: list[EngineEvent]) -> Iterator[StepEventMetadata]:
+    """The planned steps that change an object: not those that keep or read one, and not the
+    Stack or provider configurations."""
+    for event in events:
+        step = event.resource_pre_event.metadata if event.resource_pre_event else None
+        if step is None or step.op in UNCHANGED_OPS or step.type.startswith(NOT_LIVE_TYPES):
+            continue
+        yield step
+
+
+def resource_name(urn: str) -> str:
+    """The resource's name in the program, the URN's last part."""
+    return urn.rsplit("::", 1)[-1]
 
 
 def value_at(tree: Any, path: str) -> Any:

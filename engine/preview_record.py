@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pulumi.automation import EngineEvent, OpType, StepEventStateMetadata
+from pulumi.automation import EngineEvent, OpType, StepEventMetadata, StepEventStateMetadata
 
-from engine.drift import MISSING, NOT_LIVE_TYPES, UNCHANGED_OPS, value_at
+from engine.drift import MISSING, object_changes, resource_name, value_at
 from policy.rules import PACK_NAME, RULES
 
 # The engine's placeholder for a value known only after the update (sdk/go/common/resource).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-# A replacement shows as one logical `replace` step plus these two physical ones.
-REPLACEMENT_HALVES = {OpType.CREATE_REPLACEMENT, OpType.DELETE_REPLACED}
 # The policy SDK's advisory note for a rule it could not run on values known only after `up`.
 NOT_CHECKABLE_IN_PREVIEW = "can't be known during preview"
 GENERIC_FAILURE = "preview failed"
+# A replacement shows as one logical `replace` step plus these two physical ones.
+REPLACEMENT_HALVES = {OpType.CREATE_REPLACEMENT, OpType.DELETE_REPLACED}
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,11 @@ class PreviewRecord:
 
 def preview_record(stack: str, events: list[EngineEvent], succeeded: bool) -> PreviewRecord:
     record = PreviewRecord(stack=stack, succeeded=succeeded)
+    for step in object_changes(events):
+        if step.op not in REPLACEMENT_HALVES:
+            _add_step(record, step)
     for event in events:
-        if event.resource_pre_event:
-            _add_step(record, event)
-        elif event.policy_event:
+        if event.policy_event:
             _add_policy_result(record, event)
         elif event.summary_event:
             record.counts = {
@@ -116,13 +117,7 @@ def preview_record(stack: str, events: list[EngineEvent], succeeded: bool) -> Pr
     return record
 
 
-def _add_step(record: PreviewRecord, event: EngineEvent) -> None:
-    assert event.resource_pre_event is not None
-    step = event.resource_pre_event.metadata
-    if step.op in UNCHANGED_OPS or step.op in REPLACEMENT_HALVES:
-        return
-    if step.type.startswith(NOT_LIVE_TYPES):
-        return
+def _add_step(record: PreviewRecord, step: StepEventMetadata) -> None:
     fields = [
         FieldChange(
             path=path,
@@ -132,7 +127,7 @@ def _add_step(record: PreviewRecord, event: EngineEvent) -> None:
         )
         for path, diff in sorted((step.detailed_diff or {}).items())
     ]
-    name = step.urn.rsplit("::", 1)[-1]
+    name = resource_name(step.urn)
     record.steps.append(
         Step(
             op=step.op.value,

@@ -155,7 +155,11 @@ def _value(value: Any) -> str:
         return "(known after up)"
     if value == MISSING:
         return "(absent)"
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return clip(json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+
+def clip(text: str) -> str:
+    """`text`, cut to MAX_VALUE_CHARS with an ellipsis: one long value cannot fill a comment."""
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from review.comment import MAX_VALUE_CHARS
+from review.comment import clip
 
 LABELS = ["drift"]
 
@@ -50,5 +50,4 @@ def render(report: dict[str, Any], run_url: str = "") -> str:
 
 def _value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    text = text.replace("`", "'")
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+    return clip(text.replace("`", "'"))
