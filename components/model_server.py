@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_node_pool import Scheduling
+from components.gpu_pools import Scheduling
 from components.runtime_profiles import REST_PORT, RuntimeProfile, profile_for
 from settings import ServerSettings
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from typing import get_args, get_type_hints
 
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.gpu_node_pool import GPU_TOLERATION, GpuNodePool, GpuNodePoolArgs, Scheduling
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.gpu_pools import POOL_PROVIDERS, GpuPoolSettings, PoolProvider
+from components.gpu_pools.common import GPU_TOLERATION, Scheduling
+from components.gpu_pools.eks import EksPool
+from components.gpu_pools.existing import ExistingPool
+from components.gpu_pools.gke import GkePool
 from settings import ConfigError
 from tests.unit.harness import ROOT, StackMocks, construct, resolve, settings_for
 
@@ -172,3 +178,21 @@ def test_the_dev_stack_never_imports_a_cloud_sdk() -> None:
         check=True,
     )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
+
+
+def test_each_provider_module_owns_one_member_of_the_settings_union() -> None:
+    """The tag of each union member is its provider's name, and every provider has one member."""
+    tags = [get_args(get_type_hints(m)["provider"])[0] for m in get_args(GpuPoolSettings)]
+    assert sorted(tags) == sorted(POOL_PROVIDERS) == sorted(get_args(PoolProvider))
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "settings_type"),
+    [("dev", {}, ExistingPool), ("prod", {}, GkePool), ("dev", EKS, EksPool)],
+    ids=["existing", "gke", "eks"],
+)
+def test_the_provider_key_picks_its_modules_settings_type(
+    stack: str, overrides: dict[str, object], settings_type: type
+) -> None:
+    loaded = settings_for(stack, **overrides)
+    assert type(loaded.gpu_pool) is settings_type

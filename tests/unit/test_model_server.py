@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from components.gpu_node_pool import scheduling_for
 from components.model_server import ModelServer, ModelServerArgs
 from tests.unit.harness import StackMocks, construct, resolve, settings_for
 
@@ -21,7 +20,7 @@ def serve(stack: str = "dev", /, **overrides: object) -> ModelServer:
         create_namespace=settings.kubernetes.create_namespace,
         pod_security_version=settings.kubernetes.pod_security_version,
         image_ref=IMAGE_REF,
-        scheduling=scheduling_for(settings.gpu_pool),
+        scheduling=settings.gpu_pool.scheduling(),
     )
     return construct(lambda: ModelServer("model-server", args))
 

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from components.gpu_pools.gke import GkePool
 from settings import RUNTIME_LIMITS, ConfigError, Quantity, load_settings
 from tests.unit.harness import PROJECT, ROOT, run_stack, settings_for, stack_config
 
@@ -40,7 +41,7 @@ def test_prod_stack_settings_are_gke_with_l4_and_tensorflow_serving() -> None:
     loaded = settings_for("prod")
     assert loaded.gpu_pool.provider == "gke"
     assert loaded.gpu_pool.accelerator_type == "nvidia-l4"
-    assert loaded.gpu_pool.gke is not None and loaded.gpu_pool.gke.machine_type.startswith("g2-")
+    assert isinstance(loaded.gpu_pool, GkePool) and loaded.gpu_pool.machine_type.startswith("g2-")
     assert loaded.image.runtime == "tensorflow-serving"
     assert loaded.image.registry.endswith("-docker.pkg.dev")
     assert loaded.server.autoscaling.min_replicas >= 3
