@@ -38,8 +38,9 @@ model-venv: ## Create the model's virtualenv (model/.venv: TensorFlow, server, t
 	scripts/model-venv.sh
 
 .PHONY: schemas
-schemas: ## Copy the official Kubernetes OpenAPI documents of the pinned version
+schemas: ## Copy the official Kubernetes OpenAPI documents and the monitor CRDs of the pinned versions
 	KUBERNETES_VERSION=$(KUBERNETES_VERSION) scripts/k8s-openapi.sh
+	scripts/monitoring-crds.sh
 
 .PHONY: setup
 setup: venv model-venv schemas ## Everything the unit and model tests need

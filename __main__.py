@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pulumi
+import yaml
 
 import stack_outputs
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
@@ -72,3 +73,9 @@ pulumi.export(stack_outputs.NAMESPACE, settings.kubernetes.namespace)
 pulumi.export(stack_outputs.DEPLOYMENT_NAME, server.deployment_name)
 pulumi.export(stack_outputs.SERVICE_NAME, server.service_name)
 pulumi.export(stack_outputs.PREDICT_URL, server.predict_url)
+if server.adapter_rules is not None:
+    # YAML, to paste under the prometheus-adapter config's `rules:` key.
+    pulumi.export(
+        stack_outputs.PROMETHEUS_ADAPTER_RULES,
+        yaml.safe_dump(server.adapter_rules, sort_keys=False),
+    )

@@ -156,6 +156,25 @@ class Reader:
                 self.problem(key, item, rule)
         return tuple(items)
 
+    def labels(self, key: str) -> dict[str, str]:
+        """A map of Kubernetes label keys to label values."""
+        value = self._raw(key)
+        if value is None:
+            return {}
+        try:
+            labels = json.loads(value)
+        except json.JSONDecodeError:
+            labels = None
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            self.problem(key, value, "must be a map of label keys to string values")
+            return {}
+        for label_key, label_value in labels.items():
+            if not LABEL_KEY.match(label_key):
+                self.problem(key, label_key, "must be a Kubernetes label key")
+            if not LABEL_VALUE.match(label_value):
+                self.problem(key, label_value, "must be a Kubernetes label value")
+        return labels
+
     def quantity(self, key: str, what: str) -> Quantity:
         value = self._raw(key)
         if value is None:

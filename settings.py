@@ -27,6 +27,8 @@ RegistryAuth = Literal["none", "basic", "gcp", "ecr"]
 CacheMode = Literal["inline", "registry", "none"]
 BuildNetwork = Literal["default", "host", "none"]
 HpaMetric = Literal["cpu", "requests"]
+MetricsCollector = Literal["none", "prometheus-operator", "gke-managed-prometheus"]
+CustomMetricsAdapter = Literal["none", "prometheus-adapter"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 SERVING_RUNTIMES: tuple[ServingRuntime, ...] = ("python", "tensorflow-serving")
@@ -114,6 +116,21 @@ class AutoscalingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Who scrapes the server's metrics, and what turns them into the HPA's request rate."""
+
+    collector: MetricsCollector
+    """prometheus-operator (a ServiceMonitor) or gke-managed-prometheus (a PodMonitoring)."""
+    scrape_namespaces: tuple[str, ...]
+    """Namespaces the scraper runs in: the NetworkPolicy lets them reach the metrics port."""
+    scrape_interval_seconds: int
+    monitor_labels: Mapping[str, str]
+    """Extra labels on the monitor object, for a Prometheus that selects monitors by label."""
+    custom_metrics_adapter: CustomMetricsAdapter
+    """What serves hpaRequestsMetricName through the custom metrics API."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """The Kubernetes objects that serve the model."""
 
@@ -131,6 +148,7 @@ class ServerSettings:
     allowed_ingress_namespaces: tuple[str, ...]
     allowed_ingress_cidrs: tuple[str, ...]
     allowed_egress_cidrs: tuple[str, ...]
+    metrics: MetricsSettings
 
 
 @dataclass(frozen=True)
@@ -263,7 +281,43 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
         allowed_egress_cidrs=r.strings(
             "allowedEgressCidrs", is_cidr, "must be a CIDR such as 10.0.0.0/8"
         ),
+        metrics=_metrics(r),
     )
+
+
+def _metrics(r: Reader) -> MetricsSettings:
+    metrics = MetricsSettings(
+        collector=r.choice(
+            "metricsCollector",
+            cast(
+                tuple[MetricsCollector, ...],
+                ("none", "prometheus-operator", "gke-managed-prometheus"),
+            ),
+        ),
+        scrape_namespaces=r.strings(
+            "metricsScrapeNamespaces", lambda n: bool(DNS_LABEL.match(n)), "must be a namespace"
+        ),
+        scrape_interval_seconds=r.integer("metricsScrapeIntervalSeconds", minimum=5, maximum=300),
+        monitor_labels=r.labels("metricsMonitorLabels"),
+        custom_metrics_adapter=r.choice(
+            "customMetricsAdapter",
+            cast(tuple[CustomMetricsAdapter, ...], ("none", "prometheus-adapter")),
+        ),
+    )
+    if metrics.collector != "none" and not metrics.scrape_namespaces:
+        r.problem(
+            "metricsScrapeNamespaces",
+            [],
+            f"must name the namespace {metrics.collector} scrapes from (e.g. monitoring, "
+            "gmp-system): the NetworkPolicy admits only listed namespaces",
+        )
+    if metrics.custom_metrics_adapter != "none" and metrics.collector == "none":
+        r.problem(
+            "customMetricsAdapter",
+            metrics.custom_metrics_adapter,
+            "needs metricsCollector: the adapter serves series that a Prometheus scraped",
+        )
+    return metrics
 
 
 def _runtime_knob(r: Reader, key: str) -> int:
@@ -272,6 +326,13 @@ def _runtime_knob(r: Reader, key: str) -> int:
 
 
 def _check_across(r: Reader, pool: GpuPoolSettings, server: ServerSettings) -> None:
+    if server.autoscaling.metric == "requests" and server.metrics.custom_metrics_adapter == "none":
+        r.problem(
+            "hpaMetric",
+            "requests",
+            "needs a source for the per-pod request rate: set customMetricsAdapter "
+            "(prometheus-adapter) and metricsCollector, or scale on cpu",
+        )
     if server.resources.gpu_count > pool.accelerators_per_node:
         r.problem(
             "gpuCount",

@@ -13,12 +13,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.gpu_pools import Scheduling
+from components.metrics_collection import (
+    METRICS_PATH,
+    monitor_kind,
+    monitor_spec,
+    prometheus_adapter_rules,
+)
 from components.runtime_profiles import REST_PORT, RuntimeProfile, profile_for
 from settings import ServerSettings
 
-METRICS_PATH = (
-    "/monitoring/prometheus/metrics"  # TF Serving's path; the Python runtime serves it too
-)
 MODELS_DIR = "/models"
 # Numeric, so that the kubelet can verify runAsNonRoot; the image's USER (model/Dockerfile).
 SERVER_UID = 10001
@@ -71,6 +74,8 @@ class ModelServer(pulumi.ComponentResource):
     """Name of the Service (its DNS name inside the cluster)."""
     predict_url: pulumi.Output[str]
     """In-cluster URL of the predict endpoint."""
+    adapter_rules: list[dict[str, object]] | None
+    """prometheus-adapter rules serving the HPA's request rate (customMetricsAdapter)."""
 
     def __init__(
         self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None
@@ -99,6 +104,14 @@ class ModelServer(pulumi.ComponentResource):
         self._autoscaler(name, server, deployment, child)
         self._disruption_budget(name, server, child)
         self._network_policy(name, server, child)
+        self._monitor(name, server, child)
+        self.adapter_rules = (
+            prometheus_adapter_rules(
+                args.namespace, server.model_name, server.autoscaling.requests_metric_name
+            )
+            if server.metrics.custom_metrics_adapter == "prometheus-adapter"
+            else None
+        )
 
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
@@ -464,6 +477,30 @@ class ModelServer(pulumi.ComponentResource):
             )
             for cidr in server.allowed_ingress_cidrs
         ]
+        ingress = [
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=sources,
+                ports=[
+                    k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
+                    for port in self._profile.ports.values()
+                ],
+            )
+        ]
+        if server.metrics.scrape_namespaces:
+            # The scraper reaches only the port the metrics are on.
+            ingress.append(
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=[
+                        k8s.networking.v1.NetworkPolicyPeerArgs(
+                            namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                                match_labels={"kubernetes.io/metadata.name": namespace}
+                            )
+                        )
+                        for namespace in server.metrics.scrape_namespaces
+                    ],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=REST_PORT, protocol="TCP")],
+                )
+            )
         return k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata=self._metadata(),
@@ -473,15 +510,30 @@ class ModelServer(pulumi.ComponentResource):
                 # DNS and the configured ranges are open.
                 policy_types=["Ingress", "Egress"],
                 egress=self._egress(server),
-                ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=sources,
-                        ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
-                            for port in self._profile.ports.values()
-                        ],
-                    )
-                ],
+                ingress=ingress,
             ),
+            opts=opts,
+        )
+
+    def _monitor(
+        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+    ) -> k8s.apiextensions.CustomResource | None:
+        """The ServiceMonitor or PodMonitoring that points the cluster's collector at the
+        servers. Its CRD must exist: the engine's preview fails naming the missing kind."""
+        metrics = server.metrics
+        kind = monitor_kind(metrics.collector)
+        if kind is None:
+            return None
+        return k8s.apiextensions.CustomResource(
+            f"{name}-monitor",
+            api_version=kind.api_version,
+            kind=kind.kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=self._object_name,
+                namespace=self._namespace,
+                labels={**self._labels, **metrics.monitor_labels},
+                annotations=TAKE_BACK_DECLARED_FIELDS,
+            ),
+            spec=monitor_spec(self._labels, "http", metrics.scrape_interval_seconds),
             opts=opts,
         )

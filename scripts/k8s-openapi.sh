@@ -4,16 +4,17 @@
 # .state/openapi/<version>/, for offline validation of the manifests the program creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 version="${KUBERNETES_VERSION:?set KUBERNETES_VERSION, e.g. v1.34.4}"
 dest=".state/openapi/${version}"
 if [[ -f "${dest}/.complete" ]]; then
   exit 0
 fi
-echo "openapi: fetching k8s.io/kubernetes@${version} through the Go module proxy"
-module_dir="$(cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@${version}" |
-  python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])')"
+log "fetching k8s.io/kubernetes@${version} through the Go module proxy"
+module_dir="$(go_module_dir "k8s.io/kubernetes@${version}")"
 mkdir -p "${dest}"
 cp "${module_dir}"/api/openapi-spec/v3/*.json "${dest}/"
 chmod -R u+w "${dest}"
 touch "${dest}/.complete"
-echo "openapi: $(find "${dest}" -maxdepth 1 -name "*.json" | wc -l) documents in ${dest}"
+log "$(find "${dest}" -maxdepth 1 -name "*.json" | wc -l) documents in ${dest}"

@@ -10,6 +10,14 @@ die() {
     exit 1
 }
 
+# The directory of a Go module version, downloaded through the module proxy (outside any module,
+# so no go.mod is touched); dies with the proxy's error.
+go_module_dir() {
+    local module="$1"
+    (cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "$module") |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
+}
+
 # The PID in a pid file if that process is alive and runs the expected program (guards against
 # a stale pid file whose PID was reused by something else).
 live_pid() {

@@ -176,6 +176,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# The APIs TF Serving counts in its request series (its `API` label values).
+MODEL_APIS = ("predict", "status", "metadata")
+
+
 def _api_label(path: str) -> str:
     """Low-cardinality label for metrics; never the raw path."""
     if path.startswith("/v1/models/"):
@@ -190,9 +194,12 @@ def _api_label(path: str) -> str:
 class _MetricsMiddleware:
     """Counts every HTTP request by API and status code, and times it."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, model_name: str) -> None:
         self.app = app
         self.metrics = metrics
+        # The served model's name labels TF Serving's series, not the path's: a path is client
+        # input, and a label taken from it would grow without bound.
+        self.model_name = model_name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -212,9 +219,12 @@ class _MetricsMiddleware:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
+            elapsed = time.perf_counter() - started
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(api, str(status)).inc()
-            self.metrics.request_latency.labels(api).observe(time.perf_counter() - started)
+            self.metrics.request_latency.labels(api).observe(elapsed)
+            if api in MODEL_APIS:
+                self.metrics.record_model_request(self.model_name, api, status, elapsed)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -247,7 +257,13 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_MetricsMiddleware, metrics=runtime.metrics)],
+        middleware=[
+            Middleware(
+                _MetricsMiddleware,
+                metrics=runtime.metrics,
+                model_name=runtime.settings.model_name,
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )

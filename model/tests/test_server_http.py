@@ -9,6 +9,8 @@ from typing import Any
 import httpx2
 import numpy as np
 import pytest
+from serving.metrics import TF_SERVING_REQUEST_COUNT as TF_COUNT
+from serving.metrics import TF_SERVING_REQUEST_LATENCY as TF_LATENCY
 from support import (
     MAX_BATCH_SIZE,
     MAX_REQUEST_BYTES,
@@ -20,7 +22,8 @@ from support import (
 )
 from training.train import Split
 
-PREDICT = "/v1/models/digits:predict"
+MODEL_NAME = "digits"
+PREDICT = f"/v1/models/{MODEL_NAME}:predict"
 
 
 def predict(server: ServerProcess, body: Any) -> httpx2.Response:
@@ -149,10 +152,24 @@ def test_metrics_count_requests_at_both_paths(
         assert increase(before, after, "serving_requests_total", api="predict", code="400") == 1
         assert increase(before, after, "serving_request_duration_seconds_count", api="predict") == 4
         assert increase(before, after, "serving_batch_size_count") == 3
+        # TF Serving's series, as its tensorflow_model_server exports them (one dashboard and
+        # one HPA metric for both runtimes).
+        # (The parser reads TF Serving's counter, written without `_total`, as `..._total`.)
+        tf_serving = {"model_name": MODEL_NAME}
+        count = f"{TF_COUNT}_total"
+        assert increase(before, after, count, **tf_serving, status="OK") == 3
+        assert increase(before, after, count, **tf_serving, status="INVALID_ARGUMENT") == 1
+        rest_predict = {**tf_serving, "API": "predict", "entrypoint": "REST"}
+        assert increase(before, after, f"{TF_LATENCY}_count", **rest_predict) == 3
         # The scrape itself is in flight while the gauge is read.
         assert sample(after, "serving_in_flight_requests") == 1
         assert sample(after, "serving_model_ready") == 1
         assert sample(after, "process_resident_memory_bytes") > 0
+    exposition = httpx2.get(server.base_url + "/monitoring/prometheus/metrics").text.splitlines()
+    assert f"# TYPE {TF_COUNT} counter" in exposition
+    assert f'{TF_COUNT}{{model_name="{MODEL_NAME}",status="OK"}}' in {
+        line.rsplit(" ", 1)[0] for line in exposition
+    }
 
 
 def test_concurrent_requests_share_batches(server: ServerProcess, split: Split) -> None:

@@ -1,7 +1,8 @@
 """Offline validation of Kubernetes objects against the official OpenAPI v3 documents.
 
 The documents come from the k8s.io/kubernetes module of the pinned version
-(scripts/k8s-openapi.sh). Validation is strict, like the API server's
+(scripts/k8s-openapi.sh); custom resources are checked against their projects' CRDs
+(scripts/monitoring-crds.sh). Validation is strict, like the API server's
 `fieldValidation=Strict`: a field the schema does not know is an error, so a typo fails.
 """
 
@@ -13,10 +14,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION_FILE = ROOT / "tools" / "KUBERNETES_VERSION"
+CRD_DIR = ROOT / ".state" / "crds"
 
 
 def kubernetes_version() -> str:
@@ -51,8 +54,28 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+def _custom_resource_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """The openAPIV3Schema of `kind` from its CRD in CRD_DIR, or None for a built-in group."""
+    group, _, version = api_version.rpartition("/")
+    crds = sorted(CRD_DIR.glob(f"{group}_*.yaml")) if group else []
+    if group and not crds and "." in group and not group.endswith(".k8s.io"):
+        raise FileNotFoundError(f"no CRD of {group} in {CRD_DIR}: run `make schemas`")
+    for path in crds:
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] != kind:
+            continue
+        for served in crd["spec"]["versions"]:
+            if served["name"] == version:
+                schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+                return schema
+    return None
+
+
 @cache
 def _validator(api_version: str, kind: str) -> Draft202012Validator:
+    custom = _custom_resource_schema(api_version, kind)
+    if custom is not None:
+        return Draft202012Validator(_strict(custom))
     document = json.loads((openapi_dir() / _document_name(api_version)).read_text())
     schemas = document["components"]["schemas"]
     group, _, version = api_version.rpartition("/")

@@ -242,18 +242,99 @@ def test_hpa_scales_the_deployment_on_cpu(mocks: StackMocks) -> None:
     assert hpa["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
 
 
+SCRAPED_BY_PROMETHEUS = {
+    "metricsCollector": "prometheus-operator",
+    "metricsScrapeNamespaces": ["monitoring"],
+    "customMetricsAdapter": "prometheus-adapter",
+}
+
+
 def test_hpa_can_scale_on_a_per_pod_request_rate(mocks: StackMocks) -> None:
-    serve(hpaMetric="requests", hpaTargetRequestsPerSecond=120)
+    server = serve(**SCRAPED_BY_PROMETHEUS, hpaMetric="requests", hpaTargetRequestsPerSecond=120)
     metric = mocks.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"][
         "metrics"
     ][0]
     assert metric == {
         "type": "Pods",
         "pods": {
-            "metric": {"name": "model_requests_per_second"},
+            "metric": {"name": "tensorflow_serving_requests_per_second"},
             "target": {"type": "AverageValue", "averageValue": "120"},
         },
     }
+    # ... the very name the adapter rule serves, from the series both runtimes export.
+    (rule,) = server.adapter_rules or []
+    assert rule["name"] == {
+        "matches": "^:tensorflow:serving:request_count$",
+        "as": "tensorflow_serving_requests_per_second",
+    }
+    assert (
+        rule["seriesQuery"]
+        == ':tensorflow:serving:request_count{namespace="model-serving",pod!=""}'
+    )
+    assert 'model_name="digits"' in rule["metricsQuery"]
+    assert rule["metricsQuery"].startswith("sum(rate(<<.Series>>{<<.LabelMatchers>>,")
+
+
+@pytest.mark.parametrize(
+    ("collector", "api_version", "kind"),
+    [
+        ("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
+        ("gke-managed-prometheus", "monitoring.googleapis.com/v1", "PodMonitoring"),
+    ],
+)
+def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metrics_only(
+    mocks: StackMocks, collector: str, api_version: str, kind: str
+) -> None:
+    """SRE review defect 5: ingress admitted only the serving namespace and listed ones, so a
+    Prometheus in a monitoring namespace could not scrape, and nothing told it to."""
+    serve(
+        metricsCollector=collector,
+        metricsScrapeNamespaces=["monitoring"],
+        metricsMonitorLabels={"release": "kube-prometheus-stack"},
+        metricsScrapeIntervalSeconds=30,
+    )
+    monitor = mocks.one(f"kubernetes:{api_version}:{kind}").inputs
+    labels = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["selector"]["matchLabels"]
+    assert monitor["metadata"]["labels"] == {**labels, "release": "kube-prometheus-stack"}
+    assert monitor["metadata"]["namespace"] == "model-serving"
+    assert monitor["spec"] == {
+        "selector": {"matchLabels": labels},
+        "endpoints": [
+            {"port": "http", "path": "/monitoring/prometheus/metrics", "interval": "30s"}
+        ],
+    }
+    # The Service (a ServiceMonitor's target) carries the labels the monitor selects.
+    service = mocks.one("kubernetes:core/v1:Service").inputs
+    assert labels.items() <= service["metadata"]["labels"].items()
+    assert {"name": "http", "port": 8501, "targetPort": "http", "protocol": "TCP"} in service[
+        "spec"
+    ]["ports"]
+    policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    serving, scraping = policy["ingress"]
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert monitoring not in serving["from"]
+    assert scraping == {"from": [monitoring], "ports": [{"port": 8501, "protocol": "TCP"}]}
+
+
+def test_the_grpc_port_stays_closed_to_the_scraper(mocks: StackMocks) -> None:
+    serve("prod")
+    policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    serving, scraping = policy["ingress"]
+    assert {"port": 8500, "protocol": "TCP"} in serving["ports"]
+    assert scraping["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    assert mocks.of_type("kubernetes:monitoring.googleapis.com/v1:PodMonitoring")
+
+
+def test_without_a_collector_no_monitor_is_declared(mocks: StackMocks) -> None:
+    server = serve()
+    assert [c for c in mocks.created if "monitoring" in c.type] == []
+    assert (
+        len(mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]["ingress"])
+        == 1
+    )
+    assert server.adapter_rules is None
 
 
 def test_disruption_budget_and_service_account(mocks: StackMocks) -> None:

@@ -126,6 +126,14 @@ RULES = [
     ("podSecurityStandardVersion", "latest", 'podSecurityStandardVersion = "latest": must be a'),
     ("ephemeralStorageLimit", "lots", '"lots": must be a Kubernetes storage quantity'),
     ("allowedIngressCidrs", ["10.0.0.1/8"], '"10.0.0.1/8": must be a CIDR'),
+    ("metricsCollector", "datadog", "must be one of none, prometheus-operator, gke-managed"),
+    ("metricsScrapeNamespaces", ["Monitoring"], '"Monitoring": must be a namespace'),
+    ("metricsScrapeIntervalSeconds", 1, "must be ≥ 5"),
+    ("metricsMonitorLabels", ["release"], "must be a map of label keys to string values"),
+    ("metricsMonitorLabels", {"release": 1}, "must be a map of label keys to string values"),
+    ("metricsMonitorLabels", {"bad key!": "x"}, '"bad key!": must be a Kubernetes label key'),
+    ("metricsMonitorLabels", {"release": "a b"}, '"a b": must be a Kubernetes label value'),
+    ("customMetricsAdapter", "keda", "must be one of none, prometheus-adapter"),
 ]
 
 
@@ -194,6 +202,28 @@ CROSS_RULES = [
         {"gpuPoolProvider": "eks", "eksAmiType": "AL2_x86_64"},
         "must be one of AL2023_x86_64_NVIDIA",
     ),
+    # SRE review defect 5: a request-rate HPA with nothing serving the metric never scales.
+    (
+        "dev",
+        {"hpaMetric": "requests"},
+        'hpaMetric = "requests": needs a source for the per-pod request rate: set '
+        "customMetricsAdapter",
+    ),
+    (
+        "prod",
+        {"customMetricsAdapter": "none"},
+        'hpaMetric = "requests": needs a source for the per-pod request rate',
+    ),
+    (
+        "dev",
+        {"customMetricsAdapter": "prometheus-adapter"},
+        'customMetricsAdapter = "prometheus-adapter": needs metricsCollector',
+    ),
+    (
+        "dev",
+        {"metricsCollector": "prometheus-operator"},
+        "metricsScrapeNamespaces = []: must name the namespace prometheus-operator scrapes from",
+    ),
 ]
 
 
@@ -233,7 +263,7 @@ def test_a_config_mistake_ends_the_program_with_the_message_and_no_traceback() -
 def test_every_key_is_declared_once_with_type_description_and_default() -> None:
     for key, spec in DECLARED.items():
         assert {"type", "description", "default"} <= spec.keys(), key
-        assert spec["type"] in ("string", "integer", "boolean", "array"), key
+        assert spec["type"] in ("string", "integer", "boolean", "array", "object"), key
 
 
 @pytest.mark.parametrize("key", sorted(RUNTIME_LIMITS))

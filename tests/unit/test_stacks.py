@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 import stack_outputs
 from tests.unit.harness import StackMocks, run_stack
@@ -58,10 +59,16 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     node_pool = mocks.one("gcp:container/nodePool:NodePool").inputs
     assert node_pool["nodeConfig"]["guestAccelerators"][0]["type"] == "nvidia-l4"
     objects = objects_by_kind(mocks)
-    assert set(objects) == SERVING_KINDS
+    # Managed collection finds the servers through a PodMonitoring (SRE review defect 5).
+    assert set(objects) == SERVING_KINDS | {"PodMonitoring"}
     deployment = objects["Deployment"]
     assert "replicas" not in deployment["spec"]
     assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
+    # The HPA scales on the metric the exported prometheus-adapter rule serves.
+    (rule,) = yaml.safe_load(outputs[stack_outputs.PROMETHEUS_ADAPTER_RULES])
+    (metric,) = objects["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == rule["name"]["as"]
+    assert rule["seriesQuery"].startswith(':tensorflow:serving:request_count{namespace="')
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == "gpu-pool"
     assert {"name": "MODEL_NAME", "value": "digits"} in pod["containers"][0]["env"]
@@ -136,6 +143,28 @@ def test_the_schema_check_rejects_a_misspelt_or_mistyped_field() -> None:
     errors = validation_errors(deployment)
     assert any("readinesProbe" in e for e in errors), errors
     assert any("spec/replicas" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+        ("monitoring.googleapis.com/v1", "PodMonitoring"),
+    ],
+)
+def test_monitors_validate_against_their_projects_crds(
+    mocks: StackMocks, api_version: str, kind: str
+) -> None:
+    """The monitor objects are checked against the CRDs their collectors install, and that
+    check would catch a mistake."""
+    collector = {"ServiceMonitor": "prometheus-operator", "PodMonitoring": "gke-managed-prometheus"}
+    run_stack("dev", metricsCollector=collector[kind], metricsScrapeNamespaces=["monitoring"])
+    (monitor,) = [o for o in mocks.kubernetes_objects() if o["kind"] == kind]
+    assert monitor["apiVersion"] == api_version
+    assert validation_errors(monitor) == []
+    misspelt = {**monitor, "spec": {**monitor["spec"], "endpoint": monitor["spec"]["endpoints"]}}
+    del misspelt["spec"]["endpoints"]
+    assert any("endpoint" in e for e in validation_errors(misspelt))
 
 
 def test_the_build_ca_bundle_from_the_environment_becomes_a_build_secret(
