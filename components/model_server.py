@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -74,7 +75,7 @@ class ModelServer(pulumi.ComponentResource):
     """Name of the Service (its DNS name inside the cluster)."""
     predict_url: pulumi.Output[str]
     """In-cluster URL of the predict endpoint."""
-    adapter_rules: list[dict[str, object]] | None
+    adapter_rules: list[dict[str, Any]] | None
     """prometheus-adapter rules serving the HPA's request rate (customMetricsAdapter)."""
 
     def __init__(
