@@ -147,7 +147,7 @@ test-image: venv base-image ## Builds the image, runs it, predicts over HTTP; TF
 	$(VENV)/bin/pytest tests/image
 
 .PHONY: test-cluster
-test-cluster: venv cluster ## The declared objects admitted and scheduled by a real control plane
+test-cluster: venv schemas cluster ## The declared objects admitted and scheduled by a real control plane
 	$(VENV)/bin/pytest -m cluster tests/cluster
 
 .PHONY: test-engine

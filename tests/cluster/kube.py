@@ -43,6 +43,9 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "PodDisruptionBudget": ("poddisruptionbudgets", True),
     "NetworkPolicy": ("networkpolicies", True),
     "EndpointSlice": ("endpointslices", True),
+    "CustomResourceDefinition": ("customresourcedefinitions", False),
+    "ServiceMonitor": ("servicemonitors", True),
+    "PodMonitoring": ("podmonitorings", True),
 }
 
 T = TypeVar("T")
@@ -131,15 +134,19 @@ class KubeClient:
         assert response.status in (200, 404), f"GET {path}: {response.status} {response.message}"
         return response.status == 200
 
-    def apply(self, obj: dict[str, Any]) -> ApiResponse:
-        """Server-side apply, as the Pulumi Kubernetes provider does (taking over conflicts)."""
+    def apply(self, obj: dict[str, Any], *, strict: bool = False) -> ApiResponse:
+        """Server-side apply, as the Pulumi Kubernetes provider does (taking over conflicts);
+        `strict` refuses a field the schema does not know instead of dropping it."""
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        if strict:
+            params["fieldValidation"] = "Strict"
         # JSON is YAML: the body goes out as the apply-patch content type.
         return self.request(
             "PATCH",
             object_path(obj),
             obj,
             content_type="application/apply-patch+yaml",
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params=params,
         )
 
     def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> ApiResponse:

@@ -25,6 +25,8 @@ APPLY_ORDER = (
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "NetworkPolicy",
+    "ServiceMonitor",
+    "PodMonitoring",
 )
 
 
@@ -87,7 +89,8 @@ def pods(client: KubeClient, namespace: str, selector: str) -> list[dict[str, An
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     """The status condition of type `kind`, or {}."""
-    found = [c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind]
+    conditions = (obj.get("status") or {}).get("conditions") or []  # null until first set
+    found = [c for c in conditions if c["type"] == kind]
     return found[0] if found else {}
 
 
