@@ -61,6 +61,7 @@ server = ModelServer(
         pod_security_version=settings.kubernetes.pod_security_version,
         image_ref=image.image_ref,
         scheduling=gpu_pool.scheduling,
+        cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
     ),
     # Pods only schedule once the pool exists.
     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[gpu_pool]),

@@ -26,8 +26,8 @@ class MonitorKind:
 
     api_version: str
     kind: str
-    selects: str
-    """What the selector matches: Services (ServiceMonitor) or Pods (PodMonitoring)."""
+    crd_name: str
+    """The CustomResourceDefinition the collector installs, which must exist."""
 
 
 def monitor_kind(collector: MetricsCollector) -> MonitorKind | None:
@@ -35,9 +35,17 @@ def monitor_kind(collector: MetricsCollector) -> MonitorKind | None:
         case "none":
             return None
         case "prometheus-operator":
-            return MonitorKind("monitoring.coreos.com/v1", "ServiceMonitor", "services")
+            return MonitorKind(
+                "monitoring.coreos.com/v1",
+                "ServiceMonitor",
+                "servicemonitors.monitoring.coreos.com",
+            )
         case "gke-managed-prometheus":
-            return MonitorKind("monitoring.googleapis.com/v1", "PodMonitoring", "pods")
+            return MonitorKind(
+                "monitoring.googleapis.com/v1",
+                "PodMonitoring",
+                "podmonitorings.monitoring.googleapis.com",
+            )
         case _:
             assert_never(collector)
 

@@ -64,6 +64,8 @@ class ModelServerArgs:
     """Image pinned by digest."""
     scheduling: Scheduling
     """Node selector, tolerations and GPU resource of the pool."""
+    cluster_reachable: bool
+    """False when rendering manifests: nothing can be looked up in a cluster."""
 
 
 class ModelServer(pulumi.ComponentResource):
@@ -105,7 +107,7 @@ class ModelServer(pulumi.ComponentResource):
         self._autoscaler(name, server, deployment, child)
         self._disruption_budget(name, server, child)
         self._network_policy(name, server, child)
-        self._monitor(name, server, child)
+        self._monitor(name, server, args.cluster_reachable, child)
         self.adapter_rules = (
             prometheus_adapter_rules(
                 args.namespace, server.model_name, server.autoscaling.requests_metric_name
@@ -517,14 +519,26 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     def _monitor(
-        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+        self,
+        name: str,
+        server: ServerSettings,
+        cluster_reachable: bool,
+        opts: pulumi.ResourceOptions,
     ) -> k8s.apiextensions.CustomResource | None:
         """The ServiceMonitor or PodMonitoring that points the cluster's collector at the
-        servers. Its CRD must exist: the engine's preview fails naming the missing kind."""
+        servers."""
         metrics = server.metrics
         kind = monitor_kind(metrics.collector)
         if kind is None:
             return None
+        if cluster_reachable:
+            # The provider skips a custom resource whose kind the cluster lacks in preview and
+            # fails only at `up`, half-way through. Reading the CRD fails the preview instead,
+            # naming it.
+            crd = k8s.apiextensions.v1.CustomResourceDefinition.get(
+                f"{name}-monitor-crd", kind.crd_name, opts=pulumi.ResourceOptions(parent=self)
+            )
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[crd]))
         return k8s.apiextensions.CustomResource(
             f"{name}-monitor",
             api_version=kind.api_version,

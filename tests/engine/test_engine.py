@@ -231,6 +231,24 @@ def test_a_config_that_breaks_a_rule_fails_the_preview_naming_the_rule(
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
+def test_a_monitor_whose_crd_the_cluster_lacks_fails_the_preview_naming_it(
+    engine_stack: EngineStack, deployed: dict[str, Any]
+) -> None:
+    """SRE review defect 5: without the check, the provider skips the unknown kind in preview
+    and `up` fails half-way through."""
+    engine_stack.write_config(
+        metricsCollector="prometheus-operator", metricsScrapeNamespaces=["monitoring"]
+    )
+    try:
+        preview = engine_stack.cli("preview")
+    finally:
+        engine_stack.write_config()
+    output = preview.stdout + preview.stderr
+    assert preview.returncode == 1, output
+    assert "servicemonitors.monitoring.coreos.com" in output, output
+    assert "Traceback" not in output
+
+
 def test_a_preview_runs_while_a_deploy_holds_the_stack_lock(
     engine_stack: EngineStack, deployed: dict[str, Any], tmp_path: Path
 ) -> None:

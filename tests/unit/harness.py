@@ -73,6 +73,8 @@ class Created:
     secret_paths: set[str] = field(default_factory=set)
     provider: str | None = None
     """The provider reference the resource was registered with (urn::id), if any."""
+    read_id: str | None = None
+    """The id of an existing object the program only reads (`Resource.get`)."""
 
 
 @dataclass
@@ -85,7 +87,11 @@ class StackMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         secret_paths: set[str] = set()
         inputs = _reveal(dict(args.inputs), "", secret_paths)
-        self.created.append(Created(args.typ, args.name, inputs, secret_paths, args.provider))
+        # The mock monitor leaves `custom` unset only for reads.
+        read_id = args.resource_id if args.custom is None else None
+        self.created.append(
+            Created(args.typ, args.name, inputs, secret_paths, args.provider, read_id)
+        )
         outputs = dict(args.inputs)
         if args.typ == "docker-build:index:Image":
             # A content digest: identical inputs give an identical digest, as in a registry.
@@ -124,7 +130,7 @@ class StackMocks(pulumi.runtime.Mocks):
         return [
             integral_numbers(c.inputs)
             for c in self.created
-            if c.type.startswith("kubernetes:") and c.type != "pulumi:providers:kubernetes"
+            if c.type.startswith("kubernetes:") and c.read_id is None
         ]
 
 

@@ -21,6 +21,7 @@ def serve(stack: str = "dev", /, **overrides: object) -> ModelServer:
         pod_security_version=settings.kubernetes.pod_security_version,
         image_ref=IMAGE_REF,
         scheduling=settings.gpu_pool.scheduling(),
+        cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
     )
     return construct(lambda: ModelServer("model-server", args))
 
@@ -294,6 +295,10 @@ def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metric
         metricsScrapeIntervalSeconds=30,
     )
     monitor = mocks.one(f"kubernetes:{api_version}:{kind}").inputs
+    # The CRD is read, not declared: a cluster without it fails the preview, not `up`.
+    (crd,) = [c for c in mocks.created if c.read_id is not None]
+    assert crd.type == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+    assert crd.read_id == f"{kind.lower()}s.{api_version.split('/')[0]}"
     labels = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["selector"]["matchLabels"]
     assert monitor["metadata"]["labels"] == {**labels, "release": "kube-prometheus-stack"}
     assert monitor["metadata"]["namespace"] == "model-serving"
