@@ -2,16 +2,20 @@
 
 Semantics follow TensorFlow Serving's batching: a batch closes when it holds
 ``max_batch_size`` rows or when its oldest request has waited ``timeout_s``, whichever comes
-first. One worker thread runs the model, so batches never compete with each other for the
-CPU/GPU, and the event loop stays free to parse and answer requests meanwhile.
+first; and, unlike TF Serving, as soon as no other request is on its way to the batcher
+(being read or parsed: `arrival`). So a lone request never waits out the timeout, while under
+load the batch keeps filling with the requests the event loop is still parsing. One worker
+thread runs the model, so batches never compete with each other for the CPU/GPU, and the event
+loop stays free to parse and answer requests meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -47,6 +51,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._carried: _Job | None = None
         self._task: asyncio.Task[None] | None = None
+        self._arriving = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -60,6 +65,17 @@ class Batcher:
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()
         self._executor.shutdown(wait=True)
+
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[None]:
+        """Marks a request on its way to `submit` (its body being read or parsed): while one
+        is, a batch with room waits for it, up to the timeout. Leave it right before
+        `submit`, with no await between, so the batcher never sees the gap."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
         """Queue one request's rows and wait for its slice of the batch's outputs."""
@@ -85,6 +101,8 @@ class Batcher:
             try:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
+                if self._arriving == 0:
+                    break  # nothing else is coming: waiting would only add latency
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -66,13 +66,49 @@ def test_a_full_batch_does_not_wait_for_the_timeout() -> None:
     assert model.batch_sizes == [4]
 
 
-def test_a_lone_request_waits_at_most_the_timeout() -> None:
+def test_a_lone_request_runs_at_once_instead_of_waiting_out_the_timeout() -> None:
     model = RecordingModel()
     started = time.monotonic()
-    asyncio.run(run_jobs(Batcher(model, 64, 0.2, Metrics()), [1]))
-    elapsed = time.monotonic() - started
-    assert 0.15 <= elapsed < 5
+    asyncio.run(run_jobs(Batcher(model, 64, 30.0, Metrics()), [1]))
+    assert time.monotonic() - started < 5
     assert model.batch_sizes == [1]
+
+
+def test_a_request_on_its_way_joins_the_batch() -> None:
+    async def scenario() -> list[int]:
+        model = RecordingModel()
+        batcher = Batcher(model, 64, 30.0, Metrics())
+        batcher.start()
+        try:
+
+            async def arriving_late() -> Arrays:
+                with batcher.arrival():
+                    await asyncio.sleep(0.05)  # its body is still being read
+                return await batcher.submit(rows(1, 1), 1)
+
+            late = asyncio.create_task(arriving_late())
+            await asyncio.sleep(0)  # it has announced itself
+            await asyncio.gather(batcher.submit(rows(0, 1), 1), late)
+        finally:
+            await batcher.stop()
+        return model.batch_sizes
+
+    assert asyncio.run(scenario()) == [2]
+
+
+def test_a_request_on_its_way_holds_the_batch_at_most_the_timeout() -> None:
+    async def scenario() -> float:
+        batcher = Batcher(RecordingModel(), 64, 0.2, Metrics())
+        batcher.start()
+        try:
+            with batcher.arrival():  # a request that never reaches submit (a parse error)
+                started = time.monotonic()
+                await batcher.submit(rows(0, 1), 1)
+                return time.monotonic() - started
+        finally:
+            await batcher.stop()
+
+    assert 0.15 <= asyncio.run(scenario()) < 5
 
 
 def test_model_failure_reaches_every_job_and_the_batcher_survives() -> None:

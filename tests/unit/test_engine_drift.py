@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pulumi.automation import EngineEvent
 
+from engine import scratch
 from engine.drift import MISSING, drift_report, value_at
+from tests.unit.harness import ROOT
 
 URN = "urn:pulumi:dev::gpu-model-serving::gpu-model-serving:serving:ModelServer$"
 DEPLOYMENT_URN = URN + "kubernetes:apps/v1:Deployment::model-server-deployment"
@@ -102,3 +106,19 @@ def test_an_update_reports_each_field_declared_vs_live_and_a_deleted_object_as_m
 @pytest.mark.parametrize("op", ["delete", "replace", "create-replacement"])
 def test_every_other_planned_step_is_drift(op: str) -> None:
     assert drift_report("dev", [step(op, DEPLOYMENT_URN)]).drifted
+
+
+def test_the_project_copy_holds_every_local_module_the_program_imports() -> None:
+    """A module the program imports but the copy leaves out fails every engine stack."""
+    copied = {Path(name).stem for name in scratch.PROJECT_FILES} | set(scratch.PROJECT_DIRS)
+    local = {p.stem for p in ROOT.glob("*.py")} | {p.name for p in ROOT.iterdir() if p.is_dir()}
+    sources = [ROOT / n for n in scratch.PROJECT_FILES if n.endswith(".py")]
+    sources += [p for d in scratch.PROJECT_DIRS for p in (ROOT / d).rglob("*.py") if d != "model"]
+    imported = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    assert (imported & local) - copied == set()

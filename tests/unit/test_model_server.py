@@ -298,7 +298,7 @@ def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metric
     # The CRD is read, not declared: a cluster without it fails the preview, not `up`.
     (crd,) = [c for c in mocks.created if c.read_id is not None]
     assert crd.type == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
-    assert crd.read_id == f"{kind.lower()}s.{api_version.split('/')[0]}"
+    assert crd.read_id == f"{kind.lower()}s.{api_version.split('/', maxsplit=1)[0]}"
     labels = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["selector"]["matchLabels"]
     assert monitor["metadata"]["labels"] == {**labels, "release": "kube-prometheus-stack"}
     assert monitor["metadata"]["namespace"] == "model-serving"
