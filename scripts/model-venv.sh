@@ -28,7 +28,8 @@ esac
 wanted="$(
     {
         "$PYTHON" --version 2>&1
-        cat "$MODEL_DIR/requirements.txt" "$MODEL_DIR/requirements-dev.txt"
+        cat "$MODEL_DIR/requirements.txt" "$MODEL_DIR/requirements-protos.txt" \
+            "$MODEL_DIR/requirements-dev.txt"
     } | sha256sum | cut -d' ' -f1
 )"
 
@@ -44,6 +45,9 @@ fi
 rm -f "$STAMP"
 log "installing model/requirements-dev.txt"
 "$ROOT/scripts/uv.sh" pip install --quiet --python "$VENV/bin/python" -r "$MODEL_DIR/requirements-dev.txt"
+# Without dependencies: see the file's header.
+"$ROOT/scripts/uv.sh" pip install --quiet --python "$VENV/bin/python" --no-deps \
+    -r "$MODEL_DIR/requirements-protos.txt"
 # Written last: an interrupted install leaves no stamp and is redone next time.
 printf '%s\n' "$wanted" >"$STAMP"
 log "ready: $VENV"

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import protocol
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from serving.metrics import Metrics
+from serving.metrics import GRPC_STATUS_OF_HTTP, Metrics
 from serving.protocol import RequestError
 from serving.runtime import NotAcceptingError, Phase, Runtime
 
@@ -225,7 +225,8 @@ class _MetricsMiddleware:
             self.metrics.requests.labels(api, str(status)).inc()
             self.metrics.request_latency.labels(api).observe(elapsed)
             if api in MODEL_APIS:
-                self.metrics.record_model_request(self.model_name, api, status, elapsed)
+                grpc_status = GRPC_STATUS_OF_HTTP.get(status, "UNKNOWN")
+                self.metrics.record_request(self.model_name, api, "REST", grpc_status, elapsed)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

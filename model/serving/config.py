@@ -35,6 +35,8 @@ class Settings:
     """Directory holding numbered version directories; the highest is served."""
     host: str
     port: int
+    grpc_port: int
+    """TensorFlow Serving's gRPC API (PredictionService, ModelService); 0 turns it off."""
     max_batch_size: int
     """Most rows run through the model in one call; also the most rows one request may carry."""
     batch_timeout_s: float
@@ -152,6 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_base_path=env.read("MODEL_BASE_PATH", f"/models/{model_name}", _path),
         host=env.read("HOST", "0.0.0.0", _non_empty),
         port=env.read("PORT", "8501", _integer(1, 65535)),
+        grpc_port=env.read("GRPC_PORT", "8500", _integer(0, 65535)),
         max_batch_size=env.read("MAX_BATCH_SIZE", *_limited("MAX_BATCH_SIZE")),
         batch_timeout_s=env.read("BATCH_TIMEOUT_MICROS", *_limited("BATCH_TIMEOUT_MICROS"))
         / 1_000_000,
@@ -168,6 +171,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     # Checked now, not when loading: a wrong path is a configuration error, reported before
     # the port opens.
     env.check("MODEL_BASE_PATH", settings.model_base_path, find_latest_version)
+    if settings.grpc_port == settings.port:
+        env.problems.append(f"GRPC_PORT={settings.grpc_port}: must differ from PORT")
     if env.problems:
         raise ConfigError("invalid environment: " + "; ".join(env.problems))
     return settings

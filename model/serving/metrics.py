@@ -132,15 +132,16 @@ class Metrics:
             registry=self.registry,
         )
 
-    def record_model_request(
-        self, model_name: str, api: str, http_status: int, seconds: float
+    def record_request(
+        self, model_name: str, api: str, entrypoint: str, status: str, seconds: float
     ) -> None:
-        """A request to a model's API, in TF Serving's series: counted by status, and timed
-        when it succeeded (as TF Serving does)."""
-        status = GRPC_STATUS_OF_HTTP.get(http_status, "UNKNOWN")
+        """A call to a model's API (REST or GRPC) in TF Serving's series: counted by its gRPC
+        status name, and timed when it succeeded (as TF Serving does)."""
         self.tf_serving_request_count.inc(model_name, status)
         if status == "OK":
-            self.tf_serving_request_latency.labels(model_name, api, "REST").observe(seconds * 1e6)
+            self.tf_serving_request_latency.labels(model_name, api, entrypoint).observe(
+                seconds * 1e6
+            )
 
     def render(self) -> bytes:
         return generate_latest(self.registry) + self.tf_serving_request_count.render()

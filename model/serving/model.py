@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.config import find_latest_version
 
@@ -51,21 +52,26 @@ def _tensor_info(name: str, spec: tf.TensorSpec) -> TensorInfo:
     )
 
 
-def _signature_defs(path: Path) -> dict[str, Any]:
-    """The SignatureDef map as TensorFlow Serving's metadata API prints it."""
+def _serving_signatures(path: Path) -> Mapping[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDef protos of the MetaGraph tagged for serving."""
     saved_model = saved_model_pb2.SavedModel()
     saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
     for meta_graph in saved_model.meta_graphs:
         if SERVING_TAG in meta_graph.meta_info_def.tags:
-            return {
-                name: json_format.MessageToDict(
-                    signature,
-                    preserving_proto_field_name=True,
-                    always_print_fields_with_no_presence=True,
-                )
-                for name, signature in meta_graph.signature_def.items()
-            }
+            return dict(meta_graph.signature_def)
     raise ModelLoadError(f"{path} has no MetaGraph tagged {SERVING_TAG!r}")
+
+
+def _as_json(signatures: Mapping[str, meta_graph_pb2.SignatureDef]) -> dict[str, Any]:
+    """The SignatureDef map as TensorFlow Serving's REST metadata API prints it."""
+    return {
+        name: json_format.MessageToDict(
+            signature,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        for name, signature in signatures.items()
+    }
 
 
 class LoadedModel:
@@ -87,7 +93,9 @@ class LoadedModel:
         for info in self.inputs.values():
             if info.dtype.type not in SUPPORTED_DTYPES:
                 raise ModelLoadError(f"input {info.name!r} has unsupported dtype {info.dtype_name}")
-        self.signature_defs = _signature_defs(path)
+        # The SignatureDefs as protos (gRPC metadata) and as JSON (REST metadata).
+        self.signatures = _serving_signatures(path)
+        self.signature_defs = _as_json(self.signatures)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}

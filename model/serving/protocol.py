@@ -125,6 +125,17 @@ def _to_array(name: str, value: Any, info: TensorInfo) -> np.ndarray:
         )
         expected = "numbers" if info.dtype.kind == "f" else "integers"
         raise RequestError(f"input {name!r} must hold {expected} ({info.dtype_name}); got {got}")
+    check_shape(name, array, info)
+    if info.dtype.kind == "i" and array.size:
+        limits = np.iinfo(info.dtype)
+        # Casting would wrap out-of-range integers around silently.
+        if array.min() < limits.min or array.max() > limits.max:
+            raise RequestError(f"input {name!r} has values out of range for {info.dtype_name}")
+    return np.ascontiguousarray(array, dtype=info.dtype)
+
+
+def check_shape(name: str, array: np.ndarray, info: TensorInfo) -> None:
+    """The input's rank and fixed dimensions are the signature's (REST and gRPC alike)."""
     if array.ndim != len(info.shape) or any(
         expected is not None and got != expected
         for got, expected in zip(array.shape, info.shape, strict=True)
@@ -133,12 +144,6 @@ def _to_array(name: str, value: Any, info: TensorInfo) -> np.ndarray:
             f"input {name!r} has shape {list(array.shape)}; the model expects "
             f"{info.shape_text()} (-1: any size)"
         )
-    if info.dtype.kind == "i" and array.size:
-        limits = np.iinfo(info.dtype)
-        # Casting would wrap out-of-range integers around silently.
-        if array.min() < limits.min or array.max() > limits.max:
-            raise RequestError(f"input {name!r} has values out of range for {info.dtype_name}")
-    return np.ascontiguousarray(array, dtype=info.dtype)
 
 
 def render_predict(request_format: Format, outputs: Mapping[str, np.ndarray], rows: int) -> bytes:

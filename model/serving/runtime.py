@@ -94,6 +94,10 @@ class Runtime:
         self._drain_deadline = time.monotonic() + self.settings.drain_timeout_s
 
     @property
+    def ready(self) -> bool:
+        return self.phase is Phase.READY
+
+    @property
     def drained(self) -> bool:
         return self.phase is Phase.DRAINING and self._active_predictions == 0
 

@@ -11,12 +11,15 @@ stops at once.
 from __future__ import annotations
 
 import logging
+import socket
 from types import FrameType
 
+import grpc
 import uvicorn
 
 from serving.app import create_app
 from serving.config import Settings
+from serving.grpc_api import create_grpc_server
 from serving.metrics import Metrics
 from serving.runtime import Phase, Runtime
 
@@ -37,6 +40,23 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.runtime = runtime
         self.exit_code = EXIT_OK
+        self.grpc: grpc.aio.Server | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """gRPC opens with REST, on the same event loop, in front of the same Runtime: while
+        the model loads or drains it answers UNAVAILABLE, as REST answers 503."""
+        settings = self.runtime.settings
+        if settings.grpc_port:
+            self.grpc = create_grpc_server(self.runtime, settings.max_request_bytes)
+            self.grpc.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+            await self.grpc.start()
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc is not None:
+            # The drain is over (or abandoned): only refusals and status calls remain.
+            await self.grpc.stop(SHUTDOWN_GRACE_SECONDS)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs as a signal handler: only assigns attributes; on_tick acts on them.

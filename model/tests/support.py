@@ -28,6 +28,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
+    grpc_target: str
+    """host:port of TensorFlow Serving's gRPC API."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -54,12 +56,13 @@ def free_port() -> int:
 
 def launch_server(log_path: Path, **env: str) -> ServerProcess:
     """Start ``python -m serving`` on 127.0.0.1 with the committed model; do not wait."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     environment = {
         **os.environ,
         "PYTHONPATH": str(MODEL_DIR),
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "GRPC_PORT": str(grpc_port),
         "MODEL_NAME": "digits",
         "MODEL_BASE_PATH": str(COMMITTED_MODEL),
         **env,
@@ -71,7 +74,9 @@ def launch_server(log_path: Path, **env: str) -> ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    return ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
+    return ServerProcess(
+        process, f"http://127.0.0.1:{port}", log_path, f"127.0.0.1:{environment['GRPC_PORT']}"
+    )
 
 
 def wait_ready(server: ServerProcess) -> None:
