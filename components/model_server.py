@@ -1,6 +1,6 @@
 """ModelServer: the Kubernetes objects that serve the model on the GPU pool.
 
-What differs between the serving runtimes (ports, environment, liveness) comes from their
+What differs between the serving runtimes (image stage, environment, liveness) comes from their
 profile (components/runtime_profiles.py); everything else is the same for both.
 """
 
@@ -20,7 +20,13 @@ from components.metrics_collection import (
     monitor_spec,
     prometheus_adapter_rules,
 )
-from components.runtime_profiles import REST_PORT, RuntimeProfile, profile_for
+from components.runtime_profiles import (
+    GRPC_PORT,
+    REST_PORT,
+    SERVING_PORTS,
+    RuntimeProfile,
+    profile_for,
+)
 from settings import ServerSettings
 
 MODELS_DIR = "/models"
@@ -43,6 +49,7 @@ def container_env(server: ServerSettings, profile: RuntimeProfile) -> dict[str, 
         "MODEL_NAME": server.model_name,
         "MODEL_BASE_PATH": f"{MODELS_DIR}/{server.model_name}",
         "PORT": str(REST_PORT),
+        "GRPC_PORT": str(GRPC_PORT),
         "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
         "MAX_BATCH_SIZE": str(server.max_batch_size),
         "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
@@ -240,7 +247,7 @@ class ModelServer(pulumi.ComponentResource):
                                     k8s.core.v1.ContainerPortArgs(
                                         name=port_name, container_port=port, protocol="TCP"
                                     )
-                                    for port_name, port in self._profile.ports.items()
+                                    for port_name, port in SERVING_PORTS.items()
                                 ],
                                 resources=self._resources(server, args.scheduling),
                                 startup_probe=k8s.core.v1.ProbeArgs(
@@ -349,7 +356,7 @@ class ModelServer(pulumi.ComponentResource):
                     k8s.core.v1.ServicePortArgs(
                         name=port_name, port=port, target_port=port_name, protocol="TCP"
                     )
-                    for port_name, port in self._profile.ports.items()
+                    for port_name, port in SERVING_PORTS.items()
                 ],
             ),
             opts=opts,
@@ -485,7 +492,7 @@ class ModelServer(pulumi.ComponentResource):
                 from_=sources,
                 ports=[
                     k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
-                    for port in self._profile.ports.values()
+                    for port in SERVING_PORTS.values()
                 ],
             )
         ]

@@ -1,8 +1,9 @@
 """Everything that differs between the serving runtimes: one exhaustive profile each.
 
-Both speak TensorFlow Serving's REST API on the same port and read the same knobs from their
-environment (MODEL_NAME, PORT, MAX_BATCH_SIZE, BATCH_TIMEOUT_MICROS, DRAIN_TIMEOUT_SECONDS:
-model/serving/limits.json), so probes, the Service and clients do not change with the runtime.
+Both speak TensorFlow Serving's REST and gRPC APIs on the same ports (SERVING_PORTS) and read
+the same knobs from their environment (MODEL_NAME, PORT, GRPC_PORT, MAX_BATCH_SIZE,
+BATCH_TIMEOUT_MICROS, DRAIN_TIMEOUT_SECONDS: model/serving/limits.json), so probes, the Service,
+the NetworkPolicy and clients do not change with the runtime.
 What does is here. A profile has no defaults, so it cannot leave a part out, and `profile_for`
 matches every ServingRuntime: a runtime added to settings without a profile fails mypy.
 """
@@ -19,6 +20,8 @@ from settings import ServingRuntime
 
 REST_PORT = 8501
 GRPC_PORT = 8500
+# Container and Service ports by name; `http` (REST, also the metrics port) first.
+SERVING_PORTS: Mapping[str, int] = {"http": REST_PORT, "grpc": GRPC_PORT}
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,6 @@ class RuntimeProfile:
     """Stage of model/Dockerfile that builds this runtime's image."""
     base_image_build_arg: str
     """Build argument that replaces the stage's base image (imageBaseImage)."""
-    ports: Mapping[str, int]
-    """Container ports by name; `http` (REST) first."""
     env: Mapping[str, str]
     """Environment only this runtime reads, beside the shared knobs."""
     liveness: k8s.core.v1.ProbeArgs
@@ -38,7 +39,6 @@ class RuntimeProfile:
 PYTHON = RuntimeProfile(
     dockerfile_target="python",
     base_image_build_arg="PYTHON_BASE",
-    ports={"http": REST_PORT},
     # The pod's own network namespace: the Service and the probes need the pod IP.
     env={"HOST": "0.0.0.0"},
     liveness=k8s.core.v1.ProbeArgs(
@@ -52,8 +52,7 @@ PYTHON = RuntimeProfile(
 TENSORFLOW_SERVING = RuntimeProfile(
     dockerfile_target="tensorflow-serving",
     base_image_build_arg="TFSERVING_BASE",
-    ports={"http": REST_PORT, "grpc": GRPC_PORT},
-    env={"GRPC_PORT": str(GRPC_PORT)},
+    env={},
     # TF Serving has no liveness endpoint; an open REST port is its sign of life.
     liveness=k8s.core.v1.ProbeArgs(
         tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),

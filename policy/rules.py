@@ -372,6 +372,63 @@ def disruption_budget(
             )
 
 
+def _selects(policy: Resource, labels: Mapping[str, Any]) -> bool:
+    """Whether a NetworkPolicy's podSelector selects `labels` (an empty one selects every pod
+    of its namespace)."""
+    selector = _get(policy.props, "spec", "podSelector") or {}
+    if not _get(selector, "matchLabels") and not _items(_get(selector, "matchExpressions")):
+        return True
+    return _selector_matches(selector, labels)
+
+
+def _admits(policies: Sequence[Resource], port: Mapping[str, Any]) -> bool:
+    """Whether an ingress rule of `policies` admits a container port (by number or name; a
+    rule without ports admits them all)."""
+    wanted = {port.get("containerPort"), port.get("name")} - {None}
+    for policy in policies:
+        for rule in _items(_get(policy.props, "spec", "ingress")):
+            ports = _items(rule.get("ports"))
+            if not ports or any(p.get("port") in wanted for p in ports):
+                return True
+    return False
+
+
+def network_policy(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterator[Violation]:
+    policies = [
+        r
+        for r in resources
+        if r.kind == "NetworkPolicy"
+        and "Ingress" in (_items(_get(r.props, "spec", "policyTypes")) or ["Ingress"])
+    ]
+    for workload in resources:
+        if workload.kind not in SERVING_KINDS:
+            continue
+        labels = _get(workload.props, "spec", "template", "metadata", "labels") or {}
+        selecting = [
+            p for p in policies if p.namespace == workload.namespace and _selects(p, labels)
+        ]
+        if not selecting:
+            yield Violation(
+                workload.urn,
+                f"{workload.label}: no NetworkPolicy with Ingress selects its pods, so any pod "
+                "of the cluster may call every port; declare one admitting only its clients "
+                "(allowedIngressNamespaces, allowedIngressCidrs)",
+            )
+            continue
+        pod_spec = _pod_spec(workload) or {}
+        for container in _containers(pod_spec, init=False):
+            for port in _items(container.get("ports")):
+                if not _admits(selecting, port):
+                    name = port.get("name") or port.get("containerPort")
+                    yield Violation(
+                        workload.urn,
+                        f"{workload.label}: container {container.get('name')} serves port "
+                        f"{name} ({port.get('containerPort')}) but no NetworkPolicy selecting "
+                        "its pods admits it, so no client can reach it; add it to the "
+                        "policy's ingress ports",
+                    )
+
+
 def hpa_in_production(
     resources: Sequence[Resource], config: Mapping[str, Any]
 ) -> Iterator[Violation]:
@@ -419,6 +476,11 @@ RULES: tuple[Rule, ...] = (
         "disruption-budget",
         "Every Deployment that can run more than one replica has a PodDisruptionBudget.",
         stack_check=disruption_budget,
+    ),
+    Rule(
+        "network-policy",
+        "Serving pods are selected by an ingress NetworkPolicy that admits each port they serve.",
+        stack_check=network_policy,
     ),
     Rule(
         "hpa-in-production",

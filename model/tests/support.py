@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,24 @@ class ServerProcess:
             raise AssertionError(
                 f"server ignored SIGTERM for {timeout_s}s:\n{self.log()}"
             ) from None
+
+
+class HeldBody:
+    """A request body sent in two parts, the second only after `release()`: until then the
+    request is admitted and in flight (its body being read), as a slow upload would be."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def __iter__(self) -> Iterator[bytes]:
+        half = len(self.body) // 2
+        yield self.body[:half]
+        self.released.wait(60)
+        yield self.body[half:]
 
 
 def free_port() -> int:
@@ -124,3 +144,13 @@ def increase(before: Samples, after: Samples, name: str, **labels: str) -> float
 
 def accuracy(classes: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(classes == labels))
+
+
+def wait_in_flight(base_url: str, expected: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # The scrape counts itself.
+        if sample(metric_samples(base_url), "serving_in_flight_requests") - 1 >= expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {expected} requests in flight")

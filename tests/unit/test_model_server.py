@@ -180,7 +180,9 @@ def test_prometheus_scrapes_the_same_path_for_both_runtimes(mocks: StackMocks) -
     }
 
 
-def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: StackMocks) -> None:
+def test_python_runtime_is_configured_by_environment_on_the_rest_and_grpc_ports(
+    mocks: StackMocks,
+) -> None:
     serve(maxBatchSize=16, batchTimeoutMicros=4000)
     main = container(mocks)
     assert "args" not in main
@@ -189,11 +191,18 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_port(mocks: Sta
         "MODEL_BASE_PATH": "/models/digits",
         "HOST": "0.0.0.0",
         "PORT": "8501",
+        "GRPC_PORT": "8500",
         "MAX_BATCH_SIZE": "16",
         "BATCH_TIMEOUT_MICROS": "4000",
         "DRAIN_TIMEOUT_SECONDS": "30",
     }
-    assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [("http", 8501)]
+    # TF Serving's gRPC API too, so a client can switch runtimes without changing protocol.
+    assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [
+        ("http", 8501),
+        ("grpc", 8500),
+    ]
+    service_ports = mocks.one("kubernetes:core/v1:Service").inputs["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in service_ports] == [("http", 8501), ("grpc", 8500)]
 
 
 def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackMocks) -> None:
@@ -359,7 +368,8 @@ def test_network_policy_admits_only_configured_sources_on_serving_ports(mocks: S
     policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = policy["ingress"]
-    assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    # REST and gRPC, for both runtimes.
+    assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]
     assert rule["from"] == [
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}},

@@ -112,7 +112,7 @@ def with_container(**changes: Any) -> Resource:
 
 def test_every_rule_has_a_unique_kebab_case_name_and_a_description() -> None:
     names = [rule.name for rule in RULES]
-    assert len(set(names)) == len(names) == 7
+    assert len(set(names)) == len(names) == 8
     assert all(rule.description and rule.name == rule.name.lower() for rule in RULES)
 
 
@@ -284,6 +284,60 @@ def test_a_production_deployment_needs_an_autoscaler_and_dev_does_not() -> None:
 
 
 # --- the real stacks ------------------------------------------------------------------------
+
+
+def network_policy(ports: list[dict[str, Any]] | None, **selector: Any) -> Resource:
+    ingress: dict[str, Any] = {"from": [{"podSelector": {}}]}
+    if ports is not None:
+        ingress["ports"] = ports
+    props = {
+        "metadata": {"name": "digits-server", "namespace": "model-serving"},
+        "spec": {
+            "podSelector": selector or {"matchLabels": LABELS},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [ingress],
+        },
+    }
+    return Resource(
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        _urn("kubernetes:networking.k8s.io/v1:NetworkPolicy", "policy"),
+        props,
+    )
+
+
+SERVED_PORTS = [{"name": "http", "containerPort": 8501}, {"name": "grpc", "containerPort": 8500}]
+
+
+def serving_both_ports() -> Resource:
+    return deployment(containers=[_container(ports=SERVED_PORTS)])
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        network_policy([{"port": 8501}, {"port": 8500}]),
+        network_policy([{"port": "http"}, {"port": "grpc"}]),
+        network_policy(None),
+        network_policy([{"port": 8501}, {"port": 8500}], matchLabels={}),
+    ],
+    ids=["by number", "by name", "all ports", "every pod of the namespace"],
+)
+def test_network_policy_passes_when_each_served_port_is_admitted(policy: Resource) -> None:
+    assert violations("network-policy", serving_both_ports(), policy) == []
+
+
+def test_network_policy_names_a_served_port_no_policy_admits() -> None:
+    (found,) = violations("network-policy", serving_both_ports(), network_policy([{"port": 8501}]))
+    assert "serves port grpc (8500) but no NetworkPolicy selecting its pods admits it" in (
+        found.message
+    )
+
+
+def test_network_policy_requires_a_policy_selecting_the_pods() -> None:
+    elsewhere = network_policy(None, matchLabels={"app": "other"})
+    for resources in ([serving_both_ports()], [serving_both_ports(), elsewhere]):
+        (found,) = violations("network-policy", *resources)
+        assert "no NetworkPolicy with Ingress selects its pods" in found.message
 
 
 def stack_resources(mocks: StackMocks, stack: str, **overrides: object) -> list[Resource]:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from components.runtime_profiles import REST_PORT, profile_for
+from components.runtime_profiles import GRPC_PORT, REST_PORT, SERVING_PORTS, profile_for
 from settings import SERVING_RUNTIMES
 from tests.unit.harness import ROOT
 
@@ -23,7 +23,6 @@ def test_the_profile_names_a_stage_and_the_build_argument_that_sets_its_base(run
     assert re.search(rf"^ARG {profile.base_image_build_arg}=", DOCKERFILE, re.M)
 
 
-@pytest.mark.parametrize("runtime", SERVING_RUNTIMES)
-def test_every_runtime_serves_rest_on_the_shared_port(runtime: str) -> None:
-    ports = profile_for(runtime).ports  # type: ignore[arg-type]
-    assert next(iter(ports.items())) == ("http", REST_PORT)
+def test_rest_comes_first_among_the_shared_ports() -> None:
+    """The first port is the one probes, metrics and the predict URL use."""
+    assert list(SERVING_PORTS.items()) == [("http", REST_PORT), ("grpc", GRPC_PORT)]

@@ -1,0 +1,301 @@
+# mypy: disable-error-code="no-any-return"
+# (the generated protos are untyped: their messages come back as Any.)
+"""TensorFlow Serving's gRPC API over a real channel, with a client built from the published
+protos (tensorflow-serving-api): the same answers as REST, TF Serving's status codes for bad
+requests, the shared metrics, and a drain under gRPC load."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx2
+import numpy as np
+import pytest
+import tensorflow as tf
+from serving.metrics import TF_SERVING_REQUEST_COUNT, TF_SERVING_REQUEST_LATENCY
+from support import (
+    MAX_BATCH_SIZE,
+    MAX_REQUEST_BYTES,
+    HeldBody,
+    ServerProcess,
+    increase,
+    metric_samples,
+    start_server,
+    wait_in_flight,
+)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from training.train import Split
+
+MODEL = "digits"
+
+
+@pytest.fixture(scope="module")
+def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.grpc_target) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def predictions(channel: grpc.Channel) -> Any:
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def predict_request(images: np.ndarray, **spec: Any) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = spec.pop("name", MODEL)
+    for field, value in spec.items():
+        if field == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, field, value)
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images.astype(np.float32)))
+    return request
+
+
+def rpc_error(call: Any, request: Any) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as raised:
+        call(request, timeout=30)
+    return raised.value
+
+
+def test_predict_answers_what_rest_answers(
+    server: ServerProcess, predictions: Any, split: Split
+) -> None:
+    images = split.x_test[:MAX_BATCH_SIZE]
+    response = predictions.Predict(predict_request(images), timeout=30)
+    assert response.model_spec.name == MODEL
+    assert response.model_spec.version.value == 1
+    assert response.model_spec.signature_name == "serving_default"
+    probabilities = tf.make_ndarray(response.outputs["probabilities"])
+    classes = tf.make_ndarray(response.outputs["classes"])
+    assert probabilities.shape == (len(images), 10) and classes.dtype == np.int64
+    rest = httpx2.post(
+        f"{server.base_url}/v1/models/{MODEL}:predict",
+        json={"instances": images.tolist()},
+        timeout=30,
+    ).json()["predictions"]
+    np.testing.assert_allclose(probabilities, [row["probabilities"] for row in rest], rtol=1e-6)
+    np.testing.assert_array_equal(classes, [row["classes"] for row in rest])
+
+
+def test_values_in_float_val_equal_values_in_tensor_content(predictions: Any, split: Split) -> None:
+    images = split.x_test[:2].astype(np.float32)
+    packed = predict_request(images)
+    listed = predict_pb2.PredictRequest()
+    listed.model_spec.name = MODEL
+    tensor = listed.inputs["images"]
+    tensor.dtype = tf.float32.as_datatype_enum
+    tensor.tensor_shape.dim.add(size=2)
+    tensor.tensor_shape.dim.add(size=8)
+    tensor.tensor_shape.dim.add(size=8)
+    tensor.float_val.extend(images.ravel().tolist())
+    first = predictions.Predict(packed, timeout=30).outputs["probabilities"]
+    second = predictions.Predict(listed, timeout=30).outputs["probabilities"]
+    np.testing.assert_array_equal(tf.make_ndarray(first), tf.make_ndarray(second))
+
+
+def test_version_and_output_filter(predictions: Any, split: Split) -> None:
+    request = predict_request(split.x_test[:1], version=1)
+    request.output_filter.append("classes")
+    response = predictions.Predict(request, timeout=30)
+    assert set(response.outputs) == {"classes"}
+
+
+def test_metadata_is_the_signature_def_map(predictions: Any) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = MODEL
+    response = predictions.GetModelMetadata(request, timeout=30)
+    assert response.model_spec.version.value == 1
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    assert response.metadata["signature_def"].Unpack(signatures)
+    signature = signatures.signature_def["serving_default"]
+    assert signature.method_name == "tensorflow/serving/predict"
+    assert [dim.size for dim in signature.inputs["images"].tensor_shape.dim] == [-1, 8, 8]
+    assert set(signature.outputs) == {"classes", "probabilities"}
+
+
+def test_model_status_is_available(channel: grpc.Channel) -> None:
+    stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    (status,) = stub.GetModelStatus(request, timeout=30).model_version_status
+    assert status.version == 1
+    assert status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+def _wrong_input_name(images: np.ndarray) -> predict_pb2.PredictRequest:
+    request = predict_request(images)
+    request.inputs["pixels"].CopyFrom(request.inputs["images"])
+    del request.inputs["images"]
+    return request
+
+
+def _wrong_dtype(images: np.ndarray) -> predict_pb2.PredictRequest:
+    request = predict_request(images)
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images.astype(np.float64)))
+    return request
+
+
+def _truncated_content(images: np.ndarray) -> predict_pb2.PredictRequest:
+    request = predict_request(images)
+    tensor = request.inputs["images"]
+    tensor.tensor_content = tensor.tensor_content[:-4]
+    return request
+
+
+def _unknown_output(images: np.ndarray) -> predict_pb2.PredictRequest:
+    request = predict_request(images)
+    request.output_filter.append("logits")
+    return request
+
+
+# name, request builder, status code, text the message must carry
+BAD_REQUESTS = [
+    (
+        "unknown model",
+        lambda images: predict_request(images, name="mnist"),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(mnist)",
+    ),
+    (
+        "unknown version",
+        lambda images: predict_request(images, version=7),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Specific(digits, 7)",
+    ),
+    (
+        "unknown signature",
+        lambda images: predict_request(images, signature_name="classify_x"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        'Serving signature key "classify_x" not found.',
+    ),
+    (
+        "wrong input name",
+        _wrong_input_name,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Sent extra: {pixels}. Missing but required: {images}.",
+    ),
+    (
+        "wrong dtype",
+        _wrong_dtype,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'images' must be DT_FLOAT; got DT_DOUBLE",
+    ),
+    (
+        "wrong shape",
+        lambda images: predict_request(images.reshape(-1, 4, 16)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'images' has shape [1, 4, 16]; the model expects [-1, 8, 8]",
+    ),
+    (
+        "truncated tensor_content",
+        _truncated_content,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'images' is malformed",
+    ),
+    (
+        "too many rows",
+        lambda images: predict_request(np.repeat(images, MAX_BATCH_SIZE + 1, axis=0)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request has {MAX_BATCH_SIZE + 1} instances; at most {MAX_BATCH_SIZE}",
+    ),
+    (
+        "unknown output",
+        _unknown_output,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "output tensor alias not found in signature: logits",
+    ),
+    (
+        "over the message size limit",
+        lambda images: predict_request(np.zeros((MAX_REQUEST_BYTES // 256 + 1, 8, 8), np.float32)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "code", "message"),
+    [row[1:] for row in BAD_REQUESTS],
+    ids=[row[0] for row in BAD_REQUESTS],
+)
+def test_bad_requests_get_tf_servings_status_and_the_server_stays_up(
+    predictions: Any, split: Split, build: Any, code: grpc.StatusCode, message: str
+) -> None:
+    image = split.x_test[:1]
+    error = rpc_error(predictions.Predict, build(image))
+    assert error.code() == code, error.details()
+    assert message in (error.details() or "")
+    assert predictions.Predict(predict_request(image), timeout=30).outputs["classes"]
+
+
+def test_classify_on_a_predict_signature_is_a_failed_precondition(predictions: Any) -> None:
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL
+    error = rpc_error(predictions.Classify, request)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "tensorflow/serving/predict" in (error.details() or "")
+
+
+def test_grpc_calls_land_in_tf_servings_series(
+    server: ServerProcess, predictions: Any, split: Split
+) -> None:
+    before = metric_samples(server.base_url)
+    predictions.Predict(predict_request(split.x_test[:1]), timeout=30)
+    rpc_error(predictions.Predict, predict_request(split.x_test[:1], name="mnist"))
+    after = metric_samples(server.base_url)
+    count = f"{TF_SERVING_REQUEST_COUNT}_total"  # the parser's name for the counter
+    assert increase(before, after, count, model_name=MODEL, status="OK") >= 1
+    assert increase(before, after, count, model_name=MODEL, status="NOT_FOUND") == 1
+    grpc_predict = {"model_name": MODEL, "API": "Predict", "entrypoint": "GRPC"}
+    assert increase(before, after, f"{TF_SERVING_REQUEST_LATENCY}_count", **grpc_predict) == 1
+
+
+def test_sigterm_drains_grpc_predictions_and_refuses_new_ones(tmp_path: Path, split: Split) -> None:
+    # A REST upload held open keeps the batch waiting (it is on its way to the batcher), so
+    # the gRPC predictions stay in flight until it is released.
+    server = start_server(
+        tmp_path / "server.log", BATCH_TIMEOUT_MICROS="10000000", DRAIN_TIMEOUT_SECONDS="30"
+    )
+    held = HeldBody(json.dumps({"instances": [split.x_test[0].tolist()]}).encode())
+    in_flight = 5
+    with (
+        grpc.insecure_channel(server.grpc_target) as channel,
+        ThreadPoolExecutor(in_flight + 1) as pool,
+    ):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        upload = pool.submit(
+            httpx2.post, f"{server.base_url}/v1/models/{MODEL}:predict", content=held, timeout=60
+        )
+        wait_in_flight(server.base_url, 1)
+        pending: list[Future[Any]] = [
+            pool.submit(stub.Predict, predict_request(split.x_test[i : i + 1]), timeout=60)
+            for i in range(in_flight)
+        ]
+        time.sleep(1)
+        assert not any(future.done() for future in pending)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        error = rpc_error(stub.Predict, predict_request(split.x_test[:1]))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in (error.details() or "")
+        held.release()
+        results = [future.result() for future in pending]
+        assert upload.result().status_code == 200
+    assert all(len(tf.make_ndarray(r.outputs["probabilities"])) == 1 for r in results)
+    assert server.process.wait(30) == 0, server.log()
+    assert "drain complete" in server.log()
