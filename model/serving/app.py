@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.applications import Starlette
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving import protocol
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.metrics import GRPC_STATUS_OF_HTTP, Metrics
+from serving.model import SIGNATURE_NAME
 from serving.protocol import RequestError
 from serving.runtime import NotAcceptingError, Phase, Runtime
 
@@ -146,6 +147,38 @@ class _Handlers:
             return _error(f"prediction failed: {error}", 500)
         return _json(protocol.render_predict(parsed.format, outputs, parsed.rows))
 
+    async def classify(self, request: Request) -> Response:
+        return await self._examples(request, "classification")
+
+    async def regress(self, request: Request) -> Response:
+        return await self._examples(request, "regression")
+
+    async def _examples(
+        self, request: Request, kind: Literal["classification", "regression"]
+    ) -> Response:
+        """Classify and regress take tf.Examples through a classify or regress signature; a
+        predict-only model has none, and TF Serving answers 400 naming what is missing."""
+        if (problem := self._not_found(request, _servable_not_found(request))) is not None:
+            return problem
+        model = self.runtime.model
+        if model is None:
+            return self._unavailable()
+        try:
+            body = await _read_body(request, self.settings.max_request_bytes)
+            signature, _ = protocol.parse_examples(body)
+        except RequestError as error:
+            return _error(str(error), error.status)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if signature != SIGNATURE_NAME:
+            return _error(f"No signature was found with the name: {signature}", 400)
+        return _error(protocol.no_example_signature(kind, list(model.inputs)), 400)
+
+    async def unknown_label(self, request: Request) -> Response:
+        """No version labels are configured (TF Serving's --model_config_file sets them)."""
+        label = request.path_params["label"]
+        return _error(f"Unrecognized servable version label: {label}", 400)
+
 
 def _servable_not_found(request: Request) -> str:
     """TensorFlow Serving's message for a predict or metadata call on an unknown servable."""
@@ -178,14 +211,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 # The APIs TF Serving counts in its request series (its `API` label values).
-MODEL_APIS = ("predict", "status", "metadata")
+MODEL_APIS = ("predict", "classify", "regress", "status", "metadata")
 
 
 def _api_label(path: str) -> str:
     """Low-cardinality label for metrics; never the raw path."""
     if path.startswith("/v1/models/"):
-        if path.endswith(":predict"):
-            return "predict"
+        for verb in ("predict", "classify", "regress"):
+            if path.endswith(f":{verb}"):
+                return verb
         return "metadata" if path.endswith("/metadata") else "status"
     if path in METRICS_PATHS:
         return "metrics"
@@ -230,8 +264,11 @@ class _MetricsMiddleware:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 in TensorFlow Serving's JSON error shape."""
+    """A path or method no route takes, as TF Serving answers it: under /v1/ a 400
+    "Malformed request", elsewhere a 404, in its JSON error shape."""
     assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/v1/"):
+        return _error(f"Malformed request: {request.method} {request.url.path}", 400)
     return _error(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code)
 
 
@@ -247,6 +284,7 @@ def create_app(runtime: Runtime) -> Starlette:
 
     model_path = "/v1/models/{name:model_name}"
     version_path = f"{model_path}/versions/{{version:int}}"
+    label_path = f"{model_path}/labels/{{label:model_name}}"
     routes = [
         Route("/healthz", handlers.health, methods=["GET"]),
         *(Route(path, handlers.metrics, methods=["GET"]) for path in METRICS_PATHS),
@@ -254,8 +292,21 @@ def create_app(runtime: Runtime) -> Starlette:
         Route(version_path, handlers.status, methods=["GET"]),
         Route(f"{model_path}/metadata", handlers.metadata, methods=["GET"]),
         Route(f"{version_path}/metadata", handlers.metadata, methods=["GET"]),
-        Route(f"{model_path}:predict", handlers.predict, methods=["POST"]),
-        Route(f"{version_path}:predict", handlers.predict, methods=["POST"]),
+        *(
+            route
+            for path in (model_path, version_path)
+            for route in (
+                Route(f"{path}:predict", handlers.predict, methods=["POST"]),
+                Route(f"{path}:classify", handlers.classify, methods=["POST"]),
+                Route(f"{path}:regress", handlers.regress, methods=["POST"]),
+            )
+        ),
+        Route(label_path, handlers.unknown_label, methods=["GET"]),
+        Route(f"{label_path}/metadata", handlers.unknown_label, methods=["GET"]),
+        *(
+            Route(f"{label_path}:{verb}", handlers.unknown_label, methods=["POST"])
+            for verb in ("predict", "classify", "regress")
+        ),
     ]
     return Starlette(
         routes=routes,

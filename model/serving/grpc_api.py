@@ -3,8 +3,8 @@ ModelService.GetModelStatus, from the published protos (tensorflow-serving-api).
 
 It shares the REST side's batcher, metrics and drain (the Runtime), and answers with
 TensorFlow Serving's status codes and messages, so a client can switch runtimes without
-changing protocol. Classify, Regress and MultiInference need a classify/regress signature,
-which a predict-only model does not have: they answer FAILED_PRECONDITION, as TF Serving does.
+changing protocol. Classify, Regress and MultiInference need a signature that takes tf.Examples,
+which a predict-only model does not have: they answer INVALID_ARGUMENT, as TF Serving does.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import grpc
 import numpy as np
@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.model import SIGNATURE_NAME, LoadedModel, TensorInfo
-from serving.protocol import RequestError, check_shape
+from serving.protocol import RequestError, check_shape, no_example_signature
 from serving.runtime import NotAcceptingError, Runtime
 
 logger = logging.getLogger(__name__)
@@ -229,26 +229,40 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def Classify(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await self._no_such_signature("Classify", "classification", context)
+        return await self._examples("Classify", "classification", request, context)
 
     async def Regress(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await self._no_such_signature("Regress", "regression", context)
+        return await self._examples("Regress", "regression", request, context)
 
-    async def MultiInference(  # noqa: N802
-        self, request: Any, context: Context
+    async def MultiInference(self, request: Any, context: Context) -> Any:  # noqa: N802
+        return await _answer(self.runtime, "MultiInference", context, self._no_multi_inference)
+
+    async def _examples(
+        self,
+        api: str,
+        kind: Literal["classification", "regression"],
+        request: Any,
+        context: Context,
     ) -> Any:
-        return await self._no_such_signature("MultiInference", "classification", context)
+        """As REST's :classify and :regress: the predict signature takes no tf.Examples."""
 
-    async def _no_such_signature(self, api: str, kind: str, context: Context) -> Any:
         async def refuse() -> Any:
-            raise _RpcError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"Expected {kind} signature method_name to be tensorflow/serving/"
-                f"{'classify' if kind == 'classification' else 'regress'}. Was: "
-                "tensorflow/serving/predict",
-            )
+            model = _served(self.runtime, request.model_spec)
+            name = request.model_spec.signature_name or SIGNATURE_NAME
+            if name != SIGNATURE_NAME:
+                raise RequestError(f"No signature was found with the name: {name}")
+            raise RequestError(no_example_signature(kind, list(model.inputs)))
 
         return await _answer(self.runtime, api, context, refuse)
+
+    async def _no_multi_inference(self) -> Any:
+        raise RequestError(no_example_signature("classification", list(self._model().inputs)))
+
+    def _model(self) -> LoadedModel:
+        model = self.runtime.model
+        if model is None:
+            raise NotAcceptingError(self.runtime.not_ready_reason())
+        return model
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

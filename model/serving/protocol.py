@@ -9,7 +9,8 @@ https://www.tensorflow.org/tfx/serving/api_rest#request_format_2
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,12 +42,29 @@ def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
+def _loads(body: bytes) -> Any:
+    """JSON with TF Serving's extension: the NaN, Infinity and -Infinity tokens (api_rest.md,
+    "JSON conformance"), which orjson refuses; only such a body takes the slower parser."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(f"malformed JSON: {error}") from None
+
+
+def _dumps(body: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> bytes:
+    """orjson, unless an output holds NaN or an infinity: orjson would write null, TF Serving
+    writes the NaN, Infinity and -Infinity tokens, as Python's json does."""
+    if all(v.dtype.kind != "f" or np.isfinite(v).all() for v in outputs.values()):
+        return orjson.dumps(body, option=_ORJSON_OPTIONS)
+    return json.dumps(body, default=lambda value: value.tolist()).encode()
+
+
 def parse_predict(body: bytes, inputs: Mapping[str, TensorInfo]) -> PredictRequest:
     """Decode and check a predict request against the signature's inputs."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise RequestError(f"malformed JSON: {error}") from None
+    document = _loads(body)
     if not isinstance(document, dict):
         raise RequestError("request body must be a JSON object with 'instances' or 'inputs'")
     # Absent or empty means the default signature, as in TensorFlow Serving.
@@ -161,4 +179,30 @@ def render_predict(request_format: Format, outputs: Mapping[str, np.ndarray], ro
         body = {"outputs": next(iter(outputs.values()))}
     else:
         body = {"outputs": dict(outputs)}
-    return orjson.dumps(body, option=_ORJSON_OPTIONS)
+    return _dumps(body, outputs)
+
+
+def parse_examples(body: bytes) -> tuple[str, int]:
+    """A classify or regress request (api_rest.md): its signature name and example count."""
+    document = _loads(body)
+    if not isinstance(document, dict):
+        raise RequestError("request body must be a JSON object with 'examples'")
+    examples = document.get("examples")
+    if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
+        raise RequestError("'examples' must be a list of objects (feature name to value)")
+    context = document.get("context", {})
+    if not isinstance(context, dict):
+        raise RequestError("'context' must be an object (feature name to value)")
+    return document.get("signature_name") or SIGNATURE_NAME, len(examples)
+
+
+def no_example_signature(
+    kind: Literal["classification", "regression"], inputs: Sequence[str]
+) -> str:
+    """TF Serving's answer to classify or regress on a predict signature: it has no input named
+    `inputs` to take serialized tf.Examples (servables/tensorflow/classifier.cc)."""
+    return (
+        f"No {kind} inputs found in SignatureDef: the signature {SIGNATURE_NAME!r} takes "
+        f"{', '.join(map(repr, inputs))}, not serialized tf.Examples under 'inputs'; "
+        "use :predict"
+    )

@@ -243,12 +243,12 @@ def test_bad_requests_get_tf_servings_status_and_the_server_stays_up(
     assert predictions.Predict(predict_request(image), timeout=30).outputs["classes"]
 
 
-def test_classify_on_a_predict_signature_is_a_failed_precondition(predictions: Any) -> None:
+def test_classify_on_a_predict_signature_is_an_invalid_argument(predictions: Any) -> None:
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = MODEL
     error = rpc_error(predictions.Classify, request)
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "tensorflow/serving/predict" in (error.details() or "")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "No classification inputs found in SignatureDef" in (error.details() or "")
 
 
 def test_grpc_calls_land_in_tf_servings_series(

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Creates the KServe peer's virtualenv (bench/.venv-kserve) and installs
+# bench/requirements-kserve.txt into it, for bench/kserve_peer.py.
+#
+#   scripts/kserve-venv.sh [--force]
+#
+# Separate from model/.venv: kserve 0.21.0 holds protobuf below 7 (see the requirements file's
+# header) and brings its own server stack (FastAPI, grpcio-tools, kubernetes, pandas).
+# Idempotent: installs only when the requirements file (or the Python version) changed since
+# the last successful install, tracked by a hash stamp inside the venv. --force reinstalls.
+# PYTHON picks the interpreter (default python3, 3.11, as scripts/model-venv.sh).
+# Offline: scripts/uv.sh never downloads a Python build and takes the machine's pip settings;
+# uv sends no telemetry; packages come from PyPI (or the local wheel directory) only.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_DIR="$ROOT/bench"
+VENV="$BENCH_DIR/.venv-kserve"
+REQUIREMENTS="$BENCH_DIR/requirements-kserve.txt"
+STAMP="$VENV/.requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+# disable=SC1091: clean when checked alone too (`make lint` passes lib.sh along, and it is followed).
+# shellcheck source=scripts/lib.sh disable=SC1091
+source "$ROOT/scripts/lib.sh"
+
+force=0
+case "${1:-}" in
+"") ;;
+--force) force=1 ;;
+*) echo "usage: $0 [--force]" >&2; exit 2 ;;
+esac
+
+[[ -f "$REQUIREMENTS" ]] || die "missing $REQUIREMENTS"
+
+wanted="$(
+    {
+        "$PYTHON" --version 2>&1
+        cat "$REQUIREMENTS"
+    } | sha256sum | cut -d' ' -f1
+)"
+
+if [[ $force -eq 0 && -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$wanted" ]]; then
+    log "up to date: $VENV"
+    exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating $VENV"
+    "$ROOT/scripts/uv.sh" venv --quiet --python "$PYTHON" "$VENV"
+fi
+rm -f "$STAMP"
+log "installing bench/requirements-kserve.txt"
+# The file pins every package, transitive ones included, so it is synced as it stands: exactly
+# those versions, anything an older list had installed removed, and --strict checks afterwards
+# that no package misses a dependency (a line dropped from the file).
+"$ROOT/scripts/uv.sh" pip sync --quiet --strict --python "$VENV/bin/python" "$REQUIREMENTS"
+# Written last: an interrupted install leaves no stamp and is redone next time.
+printf '%s\n' "$wanted" >"$STAMP"
+log "ready: $VENV"
