@@ -1,8 +1,17 @@
-"""Benchmark: our serving runtime against Flask + gunicorn + Keras ``predict`` per request.
+"""Benchmark: our serving runtime against the peer users would pick and against the limits.
 
-Starts each server on 127.0.0.1 (one at a time, so they never compete for the 2 cores),
-drives it with closed-loop clients at each concurrency for a fixed time, single-image
-requests, and writes bench/results/serving.json and serving.md. See bench/README.md.
+One run, one machine, the same closed-loop client and the same single-image requests for every
+server; servers run one at a time on 127.0.0.1, so they never compete for the cores:
+
+- ours, over REST and over gRPC (TensorFlow Serving's PredictionService, same server);
+- ours at an older commit (`--before-ref`), to show a change side by side;
+- KServe's Python ModelServer (`kserve` 0.21, bench/kserve_peer.py, its own virtualenv): its
+  default single worker and the multi-worker setup its docs give for throughput;
+- the transport ceiling: our HTTP stack answering a precomputed response (transport_ceiling.py);
+- the seed's Flask + Keras `predict` per request (flask_baseline.py);
+- and, in process with no server, the model's signature call at batch 1 and at the batch limit.
+
+Writes bench/results/serving.json and serving.md. See bench/README.md.
 
     model/.venv/bin/python bench/serving_bench.py [--duration 10] [--concurrency 1,8,32]
 """
@@ -15,15 +24,17 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 import numpy as np
@@ -33,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "model"
 MODEL_BASE_PATH = MODEL_DIR / "export" / "digits"
 RESULTS_DIR = ROOT / "bench" / "results"
+KSERVE_PYTHON = ROOT / "bench" / ".venv-kserve" / "bin" / "python"
 PREDICT = "/v1/models/digits:predict"
 JSON_HEADERS = {"content-type": "application/json"}
 STATUS = "/v1/models/digits"
@@ -40,6 +52,9 @@ STARTUP_TIMEOUT_S = 180.0
 # One gunicorn sync worker per core: TensorFlow already spreads one predict over the cores,
 # and every extra worker is another full copy of TensorFlow in memory.
 GUNICORN_WORKERS = 2
+KSERVE_WORKERS_FOR_THROUGHPUT = 2  # one per core, as its docs advise
+IN_PROCESS_CALLS = 300
+Protocol = Literal["rest", "grpc"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,31 @@ class ServerResult:
     measurements: list[Measurement]
 
 
+@dataclass(frozen=True)
+class Server:
+    """How to start one server under test and how to talk to it."""
+
+    name: str
+    description: str
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    grpc_port: int | None = None
+    """Also measured over gRPC (PredictionService.Predict) on this port."""
+    answers_for_real: bool = True
+    """False for the transport ceiling, whose answers are canned."""
+    cwd: Path = ROOT
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    bodies: list[bytes]
+    images: np.ndarray
+    labels: np.ndarray
+    results: list[ServerResult] = field(default_factory=list)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,7 +109,7 @@ def free_port() -> int:
 
 
 def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (gunicorn's workers), from /proc."""
+    """pid and all its descendants (gunicorn's and KServe's workers), from /proc."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     try:
         child_pids = [int(child) for child in children.read_text().split()]
@@ -90,14 +130,18 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def running(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
+def running(server: Server, log: Path) -> Iterator[int]:
     """Start a server, wait until its status endpoint answers 200, yield its pid, stop it."""
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT
+            server.command,
+            env={**os.environ, **server.env},
+            cwd=server.cwd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
-        asyncio.run(wait_ready(f"http://127.0.0.1:{port}", process))
+        asyncio.run(wait_ready(f"http://127.0.0.1:{server.port}", process, log))
         yield process.pid
     finally:
         process.send_signal(signal.SIGTERM)
@@ -108,28 +152,29 @@ def running(command: list[str], env: dict[str, str], port: int, log: Path) -> It
             process.wait()
 
 
-async def wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
+async def wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise SystemExit(f"server exited with {process.returncode} during startup")
+                raise SystemExit(f"server exited with {process.returncode} during startup: {log}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(base_url + STATUS) as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.2)
-    raise SystemExit(f"server at {base_url} not ready after {STARTUP_TIMEOUT_S}s")
+    raise SystemExit(f"server at {base_url} not ready after {STARTUP_TIMEOUT_S}s: {log}")
 
 
-def request_bodies() -> tuple[list[bytes], np.ndarray]:
+def request_bodies() -> tuple[list[bytes], np.ndarray, np.ndarray]:
     digits = load_digits()
+    images = digits.images.astype(np.float32)
     bodies = [json.dumps({"instances": [image.tolist()]}).encode() for image in digits.images]
-    return bodies, digits.target
+    return bodies, images, digits.target
 
 
 async def check_answers(base_url: str, bodies: list[bytes], labels: np.ndarray) -> float:
-    """Accuracy over 200 requests: both servers must give the same, correct answers."""
+    """Accuracy over 200 requests: every server must give the same, correct answers."""
     correct = 0
     count = 200
     async with aiohttp.ClientSession(headers=JSON_HEADERS) as session:
@@ -140,31 +185,26 @@ async def check_answers(base_url: str, bodies: list[bytes], labels: np.ndarray) 
     return correct / count
 
 
+Send = Callable[[int], Awaitable[bool]]
+"""Sends request number `n`; True when it was answered correctly (HTTP 200 / gRPC OK)."""
+
+
 async def closed_loop(
-    base_url: str, bodies: list[bytes], concurrency: int, duration_s: float, warmup_s: float
+    send: Send, concurrency: int, duration_s: float, warmup_s: float
 ) -> Measurement:
     """``concurrency`` clients, each sending its next request as soon as the last answered."""
     latencies: list[float] = []
     errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    url = base_url + PREDICT
     started = time.perf_counter()
     measure_from = started + warmup_s
     stop_at = measure_from + duration_s
 
-    async def client(index: int, session: aiohttp.ClientSession) -> None:
+    async def client(index: int) -> None:
         nonlocal errors
         sent = index
         while (now := time.perf_counter()) < stop_at:
-            body = bodies[sent % len(bodies)]
+            ok = await send(sent)
             sent += concurrency
-            ok = False
-            try:
-                async with session.post(url, data=body, headers=JSON_HEADERS) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except aiohttp.ClientError:
-                pass
             end = time.perf_counter()
             if measure_from <= end <= stop_at:
                 if ok:
@@ -172,9 +212,7 @@ async def closed_loop(
                 else:
                     errors += 1
 
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(client(index, session) for index in range(concurrency)))
+    await asyncio.gather(*(client(index) for index in range(concurrency)))
     completed = np.array(latencies) * 1000
     return Measurement(
         concurrency=concurrency,
@@ -187,39 +225,87 @@ async def closed_loop(
     )
 
 
-def measure(
-    name: str,
-    description: str,
-    *,
-    command: list[str],
-    env: dict[str, str],
-    port: int,
-    args: argparse.Namespace,
-) -> ServerResult:
-    bodies, labels = request_bodies()
-    base_url = f"http://127.0.0.1:{port}"
-    print(f"{name}: starting ({description})", flush=True)
-    with running(command, env, port, args.log_dir / f"{name}.log") as pid:
-        accuracy = asyncio.run(check_answers(base_url, bodies, labels))
-        if accuracy < 0.95:
-            raise SystemExit(f"{name} answers wrongly: accuracy {accuracy:.3f}")
-        measurements = []
-        for concurrency in args.concurrency:
-            result = asyncio.run(
-                closed_loop(base_url, bodies, concurrency, args.duration, args.warmup)
-            )
-            print(f"{name}: {result}", flush=True)
-            measurements.append(result)
+async def rest_loop(base_url: str, bodies: list[bytes], concurrency: int, run: Run) -> Measurement:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    url = base_url + PREDICT
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def send(n: int) -> bool:
+            try:
+                async with session.post(
+                    url, data=bodies[n % len(bodies)], headers=JSON_HEADERS
+                ) as r:
+                    await r.read()
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        return await closed_loop(send, concurrency, run.args.duration, run.args.warmup)
+
+
+async def grpc_loop(target: str, images: np.ndarray, concurrency: int, run: Run) -> Measurement:
+    # Imported here: only the gRPC rows need TensorFlow Serving's protos (and TensorFlow).
+    import grpc  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+    from tensorflow_serving.apis import (  # noqa: PLC0415
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    requests = []
+    for image in images:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "digits"
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(image[np.newaxis]))
+        requests.append(request)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        async def send(n: int) -> bool:
+            try:
+                await stub.Predict(requests[n % len(requests)], timeout=60)
+            except grpc.aio.AioRpcError:
+                return False
+            return True
+
+        return await closed_loop(send, concurrency, run.args.duration, run.args.warmup)
+
+
+def measure(server: Server, run: Run) -> None:
+    base_url = f"http://127.0.0.1:{server.port}"
+    print(f"{server.name}: starting ({server.description})", flush=True)
+    with running(server, run.args.log_dir / f"{server.name}.log") as pid:
+        if server.answers_for_real:
+            accuracy = asyncio.run(check_answers(base_url, run.bodies, run.labels))
+            if accuracy < 0.95:
+                raise SystemExit(f"{server.name} answers wrongly: accuracy {accuracy:.3f}")
+        rest = []
+        for concurrency in run.args.concurrency:
+            result = asyncio.run(rest_loop(base_url, run.bodies, concurrency, run))
+            print(f"{server.name}: {result}", flush=True)
+            rest.append(result)
+        grpc_results = []
+        if server.grpc_port is not None:
+            target = f"127.0.0.1:{server.grpc_port}"
+            for concurrency in run.args.concurrency:
+                result = asyncio.run(grpc_loop(target, run.images, concurrency, run))
+                print(f"{server.name} (gRPC): {result}", flush=True)
+                grpc_results.append(result)
         rss = round(peak_rss_mb(pid), 1)
-    return ServerResult(name, description, rss, measurements)
+    run.results.append(ServerResult(server.name, server.description, rss, rest))
+    if grpc_results:
+        grpc_name = f"{server.name} gRPC"
+        run.results.append(ServerResult(grpc_name, "the same server, over gRPC", rss, grpc_results))
 
 
-def ours(args: argparse.Namespace) -> ServerResult:
-    port = free_port()
+def ours(name: str, model_code: Path, args: argparse.Namespace, *, grpc: bool) -> Server:
+    port, grpc_port = free_port(), free_port()
     env = {
-        "PYTHONPATH": str(MODEL_DIR),
+        "PYTHONPATH": str(model_code),
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "GRPC_PORT": str(grpc_port),
         "MODEL_BASE_PATH": str(MODEL_BASE_PATH),
         "MAX_BATCH_SIZE": str(args.max_batch_size),
         "BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros),
@@ -229,11 +315,44 @@ def ours(args: argparse.Namespace) -> ServerResult:
         f"python -m serving: 1 process, uvicorn+uvloop, MAX_BATCH_SIZE={args.max_batch_size}, "
         f"BATCH_TIMEOUT_MICROS={args.batch_timeout_micros}"
     )
-    command = [sys.executable, "-m", "serving"]
-    return measure("ours", description, command=command, env=env, port=port, args=args)
+    return Server(
+        name,
+        description,
+        [sys.executable, "-m", "serving"],
+        env,
+        port,
+        grpc_port=grpc_port if grpc else None,
+    )
 
 
-def baseline(args: argparse.Namespace) -> ServerResult:
+def kserve(workers: int, description: str) -> Server:
+    port, grpc_port = free_port(), free_port()
+    command = [
+        str(KSERVE_PYTHON),
+        str(ROOT / "bench" / "kserve_peer.py"),
+        f"--model_dir={max(MODEL_BASE_PATH.iterdir(), key=lambda p: int(p.name))}",
+        f"--http_port={port}",
+        f"--grpc_port={grpc_port}",
+        f"--workers={workers}",
+    ]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "1"}
+    return Server(f"kserve x{workers}", description, command, env, port)
+
+
+def ceiling(response_file: Path) -> Server:
+    port = free_port()
+    return Server(
+        "transport ceiling",
+        "our HTTP stack (Starlette, uvicorn+uvloop+httptools) answering a precomputed "
+        "response of the real size: no model, no JSON work",
+        [sys.executable, str(ROOT / "bench" / "transport_ceiling.py")],
+        {"PORT": str(port), "BENCH_RESPONSE_FILE": str(response_file)},
+        port,
+        answers_for_real=False,
+    )
+
+
+def flask_seed() -> Server:
     port = free_port()
     version_dir = max(MODEL_BASE_PATH.iterdir(), key=lambda path: int(path.name))
     command = [
@@ -247,37 +366,151 @@ def baseline(args: argparse.Namespace) -> ServerResult:
         "flask_baseline:app",
     ]
     env = {"BENCH_MODEL_PATH": str(version_dir), "TF_CPP_MIN_LOG_LEVEL": "1"}
-    description = f"Flask under gunicorn, {GUNICORN_WORKERS} sync workers, Keras model.predict"
-    return measure("baseline", description, command=command, env=env, port=port, args=args)
+    description = f"the seed: Flask under gunicorn, {GUNICORN_WORKERS} sync workers, Keras predict"
+    return Server("flask seed", description, command, env, port)
 
 
-def ratio(ours_value: float, baseline_value: float) -> float:
-    return round(ours_value / baseline_value, 2) if baseline_value else float("inf")
-
-
-def write_results(results: list[ServerResult], args: argparse.Namespace) -> None:
-    by_name = {result.name: result for result in results}
-    ratios = [
-        {
-            "concurrency": mine.concurrency,
-            "throughput_ours_over_baseline": ratio(mine.requests_per_s, theirs.requests_per_s),
-            "p99_ours_over_baseline": ratio(mine.p99_ms, theirs.p99_ms),
-        }
-        for mine, theirs in zip(
-            by_name["ours"].measurements, by_name["baseline"].measurements, strict=True
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The repository at `ref`, as a temporary git worktree."""
+    directory = Path(tempfile.mkdtemp(prefix="serving-bench-ref-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(directory), ref],
+        check=True,
+    )
+    try:
+        yield directory
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(directory)], check=True
         )
-    ]
+        shutil.rmtree(directory.parent, ignore_errors=True)
+
+
+def in_process_limits(run: Run) -> dict[str, Any]:
+    """The model's signature call with no server, as the runtime makes it: batch 1 and the
+    batch limit, median of IN_PROCESS_CALLS calls each."""
+    sys.path.insert(0, str(MODEL_DIR))
+    from serving.model import load_latest  # noqa: PLC0415
+
+    model = load_latest("digits", MODEL_BASE_PATH)
+    limits: dict[str, Any] = {}
+    for rows in (1, run.args.max_batch_size):
+        batch = {"images": run.images[:rows]}
+        model.predict(batch)
+        durations = []
+        for _ in range(IN_PROCESS_CALLS):
+            started = time.perf_counter()
+            model.predict(batch)
+            durations.append(time.perf_counter() - started)
+        median = float(np.median(durations))
+        limits[f"batch_{rows}"] = {
+            "rows": rows,
+            "median_call_ms": round(median * 1000, 3),
+            "images_per_s": round(rows / median),
+        }
+        print(f"in process, batch {rows}: {limits[f'batch_{rows}']}", flush=True)
+    return limits
+
+
+def one_answer(run: Run) -> bytes:
+    """A real response of ours (two outputs for one image): what the ceiling sends back."""
+    sys.path.insert(0, str(MODEL_DIR))
+    from serving import protocol  # noqa: PLC0415
+    from serving.model import load_latest  # noqa: PLC0415
+
+    model = load_latest("digits", MODEL_BASE_PATH)
+    outputs = model.predict({"images": run.images[:1]})
+    return protocol.render_predict("row", outputs, 1)
+
+
+def by_name(run: Run) -> dict[str, ServerResult]:
+    return {result.name: result for result in run.results}
+
+
+def ratio(mine: float, theirs: float) -> float:
+    return round(mine / theirs, 2) if theirs else float("inf")
+
+
+def comparisons(run: Run, limits: dict[str, Any]) -> dict[str, Any]:
+    """Ours against the peer's best configuration, its default, the ceiling and the limits;
+    and the issue's goals, checked."""
+    servers = by_name(run)
+    mine = servers["ours"].measurements
+    peers = [servers[name] for name in servers if name.startswith("kserve")]
+    rows = []
+    for index, m in enumerate(mine):
+        row: dict[str, Any] = {"concurrency": m.concurrency}
+        if peers:
+            best = max(peers, key=lambda peer: peer.measurements[index].requests_per_s)
+            theirs = best.measurements[index]
+            row |= {
+                "kserve_best": best.name,
+                "throughput_over_kserve_best": ratio(m.requests_per_s, theirs.requests_per_s),
+                "p99_over_kserve_best": ratio(m.p99_ms, theirs.p99_ms),
+            }
+        if "kserve x1" in servers:
+            default = servers["kserve x1"].measurements[index]
+            row["throughput_over_kserve_default"] = ratio(m.requests_per_s, default.requests_per_s)
+        if "transport ceiling" in servers:
+            top = servers["transport ceiling"].measurements[index]
+            row["throughput_over_ceiling"] = ratio(m.requests_per_s, top.requests_per_s)
+        batch_max = limits[f"batch_{run.args.max_batch_size}"]["images_per_s"]
+        row["throughput_over_in_process_batch_max"] = ratio(m.requests_per_s, batch_max)
+        rows.append(row)
+    goals = []
+    if peers:
+        goals.append(
+            (
+                "throughput ≥ KServe's best and p99 lower, at every concurrency",
+                all(
+                    r["throughput_over_kserve_best"] >= 1 and r["p99_over_kserve_best"] < 1
+                    for r in rows
+                ),
+            )
+        )
+    goals.append(("0 errors", all(m.errors == 0 for m in mine)))
+    top_row = rows[-1]
+    if "throughput_over_kserve_default" in top_row:
+        goals.append(
+            (
+                f"at concurrency {top_row['concurrency']}: ≥ 8x KServe's single-worker default",
+                top_row["throughput_over_kserve_default"] >= 8,
+            )
+        )
+    if "throughput_over_ceiling" in top_row:
+        goals.append(
+            (
+                f"at concurrency {top_row['concurrency']}: ≥ 70% of the transport ceiling",
+                top_row["throughput_over_ceiling"] >= 0.7,
+            )
+        )
+    if mine[0].concurrency == 1:
+        goals.append(("p50 at concurrency 1 ≤ 0.8 ms", mine[0].p50_ms <= 0.8))
+    return {"rows": rows, "goals": [{"goal": g, "met": met} for g, met in goals]}
+
+
+def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) -> None:
+    args = run.args
+    load = round(os.getloadavg()[0], 2)
     document = {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            # Other work on the machine skews both servers' numbers: recorded, not hidden.
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            # Other work on the machine skews every server's numbers: recorded, not hidden.
+            "load_average_1m_at_end": load,
         },
-        "settings": {"duration_s": args.duration, "warmup_s": args.warmup},
-        "servers": [asdict(result) for result in results],
-        "ratios": ratios,
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "max_batch_size": args.max_batch_size,
+            "batch_timeout_micros": args.batch_timeout_micros,
+            "before_ref": args.before_ref,
+        },
+        "servers": [asdict(result) for result in run.results],
+        "in_process": limits,
+        "comparisons": compared,
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "serving.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -285,13 +518,13 @@ def write_results(results: list[ServerResult], args: argparse.Namespace) -> None
     lines = [
         f"Closed loop, single-image requests, {args.duration:g} s per concurrency after "
         f"{args.warmup:g} s warm-up, {os.cpu_count()} CPUs, client on the same machine, "
-        f"1-minute load average {os.getloadavg()[0]:.1f} at the end.",
+        f"1-minute load average {load:.1f} at the end.",
         "",
         "| concurrency | server | req/s | p50 ms | p99 ms | errors |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for index, concurrency in enumerate(args.concurrency):
-        for result in results:
+        for result in run.results:
             m = result.measurements[index]
             lines.append(
                 f"| {concurrency} | {result.name} | {m.requests_per_s:.1f} | {m.p50_ms:.2f} | "
@@ -299,17 +532,34 @@ def write_results(results: list[ServerResult], args: argparse.Namespace) -> None
             )
     lines += [
         "",
-        "| concurrency | throughput ours/baseline | p99 ours/baseline |",
+        "In process, no server (the signature call as the runtime makes it):",
+        "",
+        "| batch | median call ms | images/s |",
         "| ---: | ---: | ---: |",
         *(
-            f"| {r['concurrency']} | {r['throughput_ours_over_baseline']:.2f}x | "
-            f"{r['p99_ours_over_baseline']:.2f}x |"
-            for r in ratios
+            f"| {v['rows']} | {v['median_call_ms']:.3f} | {v['images_per_s']} |"
+            for v in limits.values()
         ),
+        "",
+        "| concurrency | ours/KServe best (req/s) | ours/KServe best (p99) | ours/KServe x1 | "
+        "ours/ceiling | ours/in-process batch max |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {r['concurrency']} | {r.get('throughput_over_kserve_best', '-')}x "
+            f"({r.get('kserve_best', '-')}) | {r.get('p99_over_kserve_best', '-')}x | "
+            f"{r.get('throughput_over_kserve_default', '-')}x | "
+            f"{r.get('throughput_over_ceiling', '-')}x | "
+            f"{r['throughput_over_in_process_batch_max']}x |"
+            for r in compared["rows"]
+        ),
+        "",
+        "| goal | met |",
+        "| --- | --- |",
+        *(f"| {g['goal']} | {'yes' if g['met'] else 'no'} |" for g in compared["goals"]),
         "",
         "| server | peak RSS (MiB, sum over processes) | configuration |",
         "| --- | ---: | --- |",
-        *(f"| {r.name} | {r.peak_rss_mb:.1f} | {r.description} |" for r in results),
+        *(f"| {r.name} | {r.peak_rss_mb:.1f} | {r.description} |" for r in run.results),
         "",
     ]
     (args.output_dir / "serving.md").write_text("\n".join(lines))
@@ -330,14 +580,47 @@ def main() -> int:
     parser.add_argument("--concurrency", type=concurrency_list, default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
+    parser.add_argument(
+        "--before-ref", help="also measure our runtime as of this git ref (e.g. HEAD~3)"
+    )
+    parser.add_argument(
+        "--skip", default="", help="comma-separated rows to leave out: kserve, flask, ceiling"
+    )
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
+    skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+    if "kserve" not in skip and not KSERVE_PYTHON.exists():
+        raise SystemExit(
+            f"{KSERVE_PYTHON} is missing: run scripts/kserve-venv.sh (or --skip kserve)"
+        )
     # Server logs are for debugging a run, not results to commit.
     args.log_dir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     print(f"server logs: {args.log_dir}", flush=True)
-    results = [ours(args), baseline(args)]
-    write_results(results, args)
+    bodies, images, labels = request_bodies()
+    run = Run(args, bodies, images, labels)
+
+    limits = in_process_limits(run)
+    response_file = args.log_dir / "answer.json"
+    response_file.write_bytes(one_answer(run))
+    measure(ours("ours", MODEL_DIR, args, grpc=True), run)
+    if args.before_ref:
+        with checkout(args.before_ref) as tree:
+            measure(ours(f"ours @ {args.before_ref}", tree / "model", args, grpc=False), run)
+    if "kserve" not in skip:
+        measure(kserve(1, "KServe 0.21 ModelServer, its default: 1 worker"), run)
+        measure(
+            kserve(
+                KSERVE_WORKERS_FOR_THROUGHPUT,
+                f"KServe 0.21 ModelServer, {KSERVE_WORKERS_FOR_THROUGHPUT} workers "
+                "(one per core, its docs' advice for throughput)",
+            ),
+            run,
+        )
+    if "ceiling" not in skip:
+        measure(ceiling(response_file), run)
+    if "flask" not in skip:
+        measure(flask_seed(), run)
+    write_results(run, limits, comparisons(run, limits))
     return 0
 
 

@@ -138,14 +138,6 @@ def test_no_cache_mode_sends_no_cache_settings(mocks: StackMocks) -> None:
     assert not inputs.get("cacheFrom") and not inputs.get("cacheTo")
 
 
-def test_identical_inputs_give_an_identical_reference_and_a_change_gives_a_new_one() -> None:
-    first = resolve(build("dev").image_ref)
-    again = resolve(build("dev").image_ref)
-    changed = resolve(build("dev", imageVariant="gpu").image_ref)
-    assert first == again
-    assert changed != first
-
-
 def test_the_stack_can_name_its_buildx_builder(mocks: StackMocks) -> None:
     build("dev", imageBuilder="local-buildkitd")
     assert mocks.one(IMAGE).inputs["builder"] == {"name": "local-buildkitd"}
