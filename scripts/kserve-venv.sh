@@ -6,8 +6,9 @@
 #
 # Separate from model/.venv: kserve 0.21.0 holds protobuf below 7 (see the requirements file's
 # header) and brings its own server stack (FastAPI, grpcio-tools, kubernetes, pandas).
-# Idempotent: installs only when the requirements file (or the Python version) changed since
-# the last successful install, tracked by a hash stamp inside the venv. --force reinstalls.
+# Idempotent: installs only when the requirements file (or the Python version, or the install
+# flags below) changed since the last successful install, tracked by a hash stamp inside the
+# venv. --force reinstalls.
 # PYTHON picks the interpreter (default python3, 3.11, as scripts/model-venv.sh).
 # Offline: scripts/uv.sh never downloads a Python build and takes the machine's pip settings;
 # uv sends no telemetry; packages come from PyPI (or the local wheel directory) only.
@@ -19,6 +20,11 @@ VENV="$BENCH_DIR/.venv-kserve"
 REQUIREMENTS="$BENCH_DIR/requirements-kserve.txt"
 STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
+# --compile-bytecode: the .pyc files are written now, once. Python never writes them where
+# PYTHONDONTWRITEBYTECODE is set, nor do KServe's spawned workers (they run with -B then), and
+# without them importing TensorFlow takes 12 s instead of 5, and importing kserve eats most of
+# the 5 s in which a new worker must answer its parent's first ping (see bench/kserve_peer.py).
+INSTALL_FLAGS=(--quiet --strict --compile-bytecode)
 
 # disable=SC1091: clean when checked alone too (`make lint` passes lib.sh along, and it is followed).
 # shellcheck source=scripts/lib.sh disable=SC1091
@@ -36,6 +42,7 @@ esac
 wanted="$(
     {
         "$PYTHON" --version 2>&1
+        echo "${INSTALL_FLAGS[*]}"
         cat "$REQUIREMENTS"
     } | sha256sum | cut -d' ' -f1
 )"
@@ -54,7 +61,7 @@ log "installing bench/requirements-kserve.txt"
 # The file pins every package, transitive ones included, so it is synced as it stands: exactly
 # those versions, anything an older list had installed removed, and --strict checks afterwards
 # that no package misses a dependency (a line dropped from the file).
-"$ROOT/scripts/uv.sh" pip sync --quiet --strict --python "$VENV/bin/python" "$REQUIREMENTS"
+"$ROOT/scripts/uv.sh" pip sync "${INSTALL_FLAGS[@]}" --python "$VENV/bin/python" "$REQUIREMENTS"
 # Written last: an interrupted install leaves no stamp and is redone next time.
 printf '%s\n' "$wanted" >"$STAMP"
 log "ready: $VENV"
