@@ -129,12 +129,11 @@ class _Handlers:
             return problem
         try:
             with self.runtime.admit() as batcher:
-                with batcher.arrival():
-                    body = await _read_body(request, self.settings.max_request_bytes)
-                    model = self.runtime.model
-                    assert model is not None, "admitted before the model was loaded"
-                    parsed = protocol.parse_predict(body, model.inputs)
-                    _check_rows(parsed.rows, self.settings.max_batch_size)
+                body = await _read_body(request, self.settings.max_request_bytes)
+                model = self.runtime.model
+                assert model is not None, "admitted before the model was loaded"
+                parsed = protocol.parse_predict(body, model.inputs)
+                _check_rows(parsed.rows, self.settings.max_batch_size)
                 outputs = await batcher.submit(parsed.inputs, parsed.rows)
         except NotAcceptingError:
             return self._unavailable()

@@ -2,9 +2,10 @@
 
 Semantics follow TensorFlow Serving's batching: a batch closes when it holds
 ``max_batch_size`` rows or when its oldest request has waited ``timeout_s``, whichever comes
-first; and, unlike TF Serving, as soon as no other request is on its way to the batcher
-(being read or parsed: `arrival`). So a lone request never waits out the timeout, while under
-load the batch keeps filling with the requests the event loop is still parsing. One worker
+first; and, unlike TF Serving, at once when every prediction in flight in the server is already
+in it (``predictions_in_flight``, counted from the first byte read to the answer). So a lone
+request never waits out the timeout, while under load, with other predictions being read,
+parsed or answered (whose clients come straight back), the batch keeps filling. One worker
 thread runs the model, so batches never compete with each other for the CPU/GPU, and the event
 loop stays free to parse and answer requests meanwhile.
 """
@@ -12,10 +13,9 @@ loop stays free to parse and answer requests meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -42,8 +42,10 @@ class Batcher:
         max_batch_size: int,
         timeout_s: float,
         metrics: Metrics,
+        predictions_in_flight: Callable[[], int],
     ) -> None:
         self._run_batch = run_batch
+        self._predictions_in_flight = predictions_in_flight
         self._max_batch_size = max_batch_size
         self._timeout_s = timeout_s
         self._metrics = metrics
@@ -51,7 +53,6 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._carried: _Job | None = None
         self._task: asyncio.Task[None] | None = None
-        self._arriving = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -65,17 +66,6 @@ class Batcher:
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()
         self._executor.shutdown(wait=True)
-
-    @contextlib.contextmanager
-    def arrival(self) -> Iterator[None]:
-        """Marks a request on its way to `submit` (its body being read or parsed): while one
-        is, a batch with room waits for it, up to the timeout. Leave it right before
-        `submit`, with no await between, so the batcher never sees the gap."""
-        self._arriving += 1
-        try:
-            yield
-        finally:
-            self._arriving -= 1
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
         """Queue one request's rows and wait for its slice of the batch's outputs."""
@@ -101,8 +91,8 @@ class Batcher:
             try:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                if self._arriving == 0:
-                    break  # nothing else is coming: waiting would only add latency
+                if self._predictions_in_flight() <= len(jobs):
+                    break  # every prediction in the server is in this batch: run it now
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -192,11 +192,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         runtime = self.runtime
         with runtime.admit() as batcher:
-            with batcher.arrival():
-                model = _served(runtime, request.model_spec)
-                signature_name = _signature(request.model_spec)
-                arrays, rows = _inputs(request, model, runtime.settings.max_batch_size)
-                names = _output_names(request, model)
+            model = _served(runtime, request.model_spec)
+            signature_name = _signature(request.model_spec)
+            arrays, rows = _inputs(request, model, runtime.settings.max_batch_size)
+            names = _output_names(request, model)
             outputs = await batcher.submit(arrays, rows)
         return predict_pb2.PredictResponse(
             model_spec=_reply_spec(model, signature_name),

@@ -69,7 +69,11 @@ class Runtime:
             return
         self.model = model
         self._batcher = Batcher(
-            model.predict, settings.max_batch_size, settings.batch_timeout_s, self.metrics
+            model.predict,
+            settings.max_batch_size,
+            settings.batch_timeout_s,
+            self.metrics,
+            predictions_in_flight=lambda: self._active_predictions,
         )
         self._batcher.start()
         logger.info(

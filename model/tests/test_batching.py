@@ -29,15 +29,41 @@ def rows(start: int, count: int) -> Arrays:
     return {"x": np.arange(start, start + count, dtype=np.float32).reshape(count, 1)}
 
 
-async def run_jobs(batcher: Batcher, sizes: list[int]) -> list[Arrays]:
+class InFlight:
+    """Predictions in flight in the server, as the Runtime counts them for the batcher."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+def batcher_for(
+    model: RecordingModel, max_batch_size: int, timeout_s: float, in_flight: InFlight
+) -> Batcher:
+    return Batcher(model, max_batch_size, timeout_s, Metrics(), in_flight)
+
+
+async def run_jobs(
+    model: RecordingModel, max_batch_size: int, timeout_s: float, sizes: list[int]
+) -> list[Arrays]:
+    """Submit one job per size at once, each counted in flight until it has its answer."""
+    in_flight = InFlight()
+    batcher = batcher_for(model, max_batch_size, timeout_s, in_flight)
     batcher.start()
+
+    async def job(start: int, size: int) -> Arrays:
+        in_flight.count += 1
+        try:
+            return await batcher.submit(rows(start, size), size)
+        finally:
+            in_flight.count -= 1
+
     try:
         starts = np.cumsum([0, *sizes[:-1]])
         return await asyncio.gather(
-            *(
-                batcher.submit(rows(int(start), size), size)
-                for start, size in zip(starts, sizes, strict=True)
-            )
+            *(job(int(start), size) for start, size in zip(starts, sizes, strict=True))
         )
     finally:
         await batcher.stop()
@@ -46,7 +72,7 @@ async def run_jobs(batcher: Batcher, sizes: list[int]) -> list[Arrays]:
 def test_concurrent_jobs_share_batches_within_the_limit_and_get_their_own_rows() -> None:
     model = RecordingModel()
     sizes = [3, 1, 4, 1, 5, 2, 6]
-    results = asyncio.run(run_jobs(Batcher(model, 8, 0.05, Metrics()), sizes))
+    results = asyncio.run(run_jobs(model, 8, 0.05, sizes))
     assert sum(model.batch_sizes) == sum(sizes)
     assert max(model.batch_sizes) <= 8
     assert len(model.batch_sizes) < len(sizes)
@@ -61,7 +87,7 @@ def test_concurrent_jobs_share_batches_within_the_limit_and_get_their_own_rows()
 def test_a_full_batch_does_not_wait_for_the_timeout() -> None:
     model = RecordingModel()
     started = time.monotonic()
-    asyncio.run(run_jobs(Batcher(model, 4, 30.0, Metrics()), [2, 2]))
+    asyncio.run(run_jobs(model, 4, 30.0, [2, 2]))
     assert time.monotonic() - started < 5
     assert model.batch_sizes == [4]
 
@@ -69,26 +95,25 @@ def test_a_full_batch_does_not_wait_for_the_timeout() -> None:
 def test_a_lone_request_runs_at_once_instead_of_waiting_out_the_timeout() -> None:
     model = RecordingModel()
     started = time.monotonic()
-    asyncio.run(run_jobs(Batcher(model, 64, 30.0, Metrics()), [1]))
+    asyncio.run(run_jobs(model, 64, 30.0, [1]))
     assert time.monotonic() - started < 5
     assert model.batch_sizes == [1]
 
 
-def test_a_request_on_its_way_joins_the_batch() -> None:
+def test_a_prediction_in_flight_is_waited_for_and_joins_the_batch() -> None:
     async def scenario() -> list[int]:
         model = RecordingModel()
-        batcher = Batcher(model, 64, 30.0, Metrics())
+        in_flight = InFlight()
+        batcher = batcher_for(model, 64, 30.0, in_flight)
         batcher.start()
         try:
+            in_flight.count = 2  # ours, and one whose body is still being read
 
             async def arriving_late() -> Arrays:
-                with batcher.arrival():
-                    await asyncio.sleep(0.05)  # its body is still being read
+                await asyncio.sleep(0.05)
                 return await batcher.submit(rows(1, 1), 1)
 
-            late = asyncio.create_task(arriving_late())
-            await asyncio.sleep(0)  # it has announced itself
-            await asyncio.gather(batcher.submit(rows(0, 1), 1), late)
+            await asyncio.gather(batcher.submit(rows(0, 1), 1), arriving_late())
         finally:
             await batcher.stop()
         return model.batch_sizes
@@ -96,15 +121,16 @@ def test_a_request_on_its_way_joins_the_batch() -> None:
     assert asyncio.run(scenario()) == [2]
 
 
-def test_a_request_on_its_way_holds_the_batch_at_most_the_timeout() -> None:
+def test_a_prediction_in_flight_holds_the_batch_at_most_the_timeout() -> None:
     async def scenario() -> float:
-        batcher = Batcher(RecordingModel(), 64, 0.2, Metrics())
+        in_flight = InFlight()
+        batcher = batcher_for(RecordingModel(), 64, 0.2, in_flight)
         batcher.start()
         try:
-            with batcher.arrival():  # a request that never reaches submit (a parse error)
-                started = time.monotonic()
-                await batcher.submit(rows(0, 1), 1)
-                return time.monotonic() - started
+            in_flight.count = 2  # the other one never reaches submit (a parse error)
+            started = time.monotonic()
+            await batcher.submit(rows(0, 1), 1)
+            return time.monotonic() - started
         finally:
             await batcher.stop()
 
@@ -114,7 +140,7 @@ def test_a_request_on_its_way_holds_the_batch_at_most_the_timeout() -> None:
 def test_model_failure_reaches_every_job_and_the_batcher_survives() -> None:
     async def scenario() -> None:
         model = RecordingModel(fail=True)
-        batcher = Batcher(model, 8, 0.01, Metrics())
+        batcher = batcher_for(model, 8, 0.01, InFlight())
         batcher.start()
         try:
             results = await asyncio.gather(
@@ -132,7 +158,7 @@ def test_model_failure_reaches_every_job_and_the_batcher_survives() -> None:
 
 def test_oversized_job_is_refused() -> None:
     async def scenario() -> None:
-        batcher = Batcher(RecordingModel(), 2, 0.01, Metrics())
+        batcher = batcher_for(RecordingModel(), 2, 0.01, InFlight())
         with pytest.raises(ValueError, match="3 rows exceed the batch size limit 2"):
             await batcher.submit(rows(0, 3), 3)
 
