@@ -158,8 +158,12 @@ test-engine: venv toolchain base-image buildkit cluster ## Engine layer: preview
 .PHONY: test
 test: lint test-unit test-model test-image test-cluster test-engine ## Everything CI runs
 
+.PHONY: kserve-venv
+kserve-venv: ## The KServe peer's virtualenv (bench/.venv-kserve), for make bench
+	scripts/kserve-venv.sh
+
 .PHONY: bench
-bench: model-venv ## Python runtime vs Flask + Keras predict (writes bench/results/)
+bench: model-venv kserve-venv ## Ours (REST, gRPC) vs KServe, the transport ceiling, the Flask seed, the in-process call (bench/results/)
 	model/.venv/bin/python bench/serving_bench.py
 
 .PHONY: bench-engine
