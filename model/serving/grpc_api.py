@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    status_pb2,
 )
 
 from serving.model import SIGNATURE_NAME, LoadedModel, TensorInfo
@@ -228,40 +229,34 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def Classify(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await self._examples("Classify", "classification", request, context)
+        return await self._examples("Classify", "classification", request.model_spec, context)
 
     async def Regress(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await self._examples("Regress", "regression", request, context)
+        return await self._examples("Regress", "regression", request.model_spec, context)
 
     async def MultiInference(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await _answer(self.runtime, "MultiInference", context, self._no_multi_inference)
+        spec = request.tasks[0].model_spec if request.tasks else None
+        return await self._examples("MultiInference", "classification", spec, context)
 
     async def _examples(
         self,
         api: str,
         kind: Literal["classification", "regression"],
-        request: Any,
+        spec: model_pb2.ModelSpec | None,
         context: Context,
     ) -> Any:
         """As REST's :classify and :regress: the predict signature takes no tf.Examples."""
 
         async def refuse() -> Any:
-            model = _served(self.runtime, request.model_spec)
-            name = request.model_spec.signature_name or SIGNATURE_NAME
+            if spec is None:
+                raise RequestError(f"{api} request has no tasks")
+            model = _served(self.runtime, spec)
+            name = spec.signature_name or SIGNATURE_NAME
             if name != SIGNATURE_NAME:
                 raise RequestError(f"No signature was found with the name: {name}")
             raise RequestError(no_example_signature(kind, list(model.inputs)))
 
         return await _answer(self.runtime, api, context, refuse)
-
-    async def _no_multi_inference(self) -> Any:
-        raise RequestError(no_example_signature("classification", list(self._model().inputs)))
-
-    def _model(self) -> LoadedModel:
-        model = self.runtime.model
-        if model is None:
-            raise NotAcceptingError(self.runtime.not_ready_reason())
-        return model
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -282,7 +277,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         if not self.runtime.ready:
             raise NotAcceptingError(self.runtime.not_ready_reason())
         status = get_model_status_pb2.ModelVersionStatus(
-            version=model.version, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            version=model.version,
+            state=get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+            status=status_pb2.StatusProto(),  # error_code OK, set as TF Serving sets it
         )
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=[status])
 

@@ -34,6 +34,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -249,6 +250,19 @@ def test_classify_on_a_predict_signature_is_an_invalid_argument(predictions: Any
     error = rpc_error(predictions.Classify, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "No classification inputs found in SignatureDef" in (error.details() or "")
+
+
+@pytest.mark.parametrize("with_task", [True, False])
+def test_multi_inference_is_refused_naming_what_is_missing(
+    predictions: Any, with_task: bool
+) -> None:
+    request = inference_pb2.MultiInferenceRequest()
+    if with_task:
+        request.tasks.add().model_spec.name = MODEL
+    error = rpc_error(predictions.MultiInference, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    expected = "No classification inputs found" if with_task else "request has no tasks"
+    assert expected in (error.details() or "")
 
 
 def test_grpc_calls_land_in_tf_servings_series(

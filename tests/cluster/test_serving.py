@@ -88,8 +88,11 @@ def test_the_service_gets_a_cluster_ip_and_selects_the_ready_pods(
     assert ipaddress.ip_address(cluster_ip)  # allocated by the API server; never contacted
     assert service["spec"]["type"] == declared["type"] == "ClusterIP"
     assert service["spec"]["selector"] == declared["selector"]
-    (port,) = service["spec"]["ports"]
-    assert (port["name"], port["port"], port["targetPort"]) == ("http", 8501, "http")
+    # REST and TF Serving's gRPC API, by the container's port names.
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 8501, "http"),
+        ("grpc", 8500, "grpc"),
+    ]
 
     # The EndpointSlice controller resolves the selector and the named target port.
     service_name = service["metadata"]["name"]
@@ -112,7 +115,10 @@ def test_the_service_gets_a_cluster_ip_and_selects_the_ready_pods(
         return slices[0] if targets == ready_pods else None
 
     endpoint_slice = wait_for("the Service's endpoints", endpoints, timeout=30)
-    assert [(p["name"], p["port"]) for p in endpoint_slice["ports"]] == [("http", 8501)]
+    assert sorted((p["name"], p["port"]) for p in endpoint_slice["ports"]) == [
+        ("grpc", 8500),
+        ("http", 8501),
+    ]
 
 
 def test_the_hpa_targets_the_deployment(cluster: Cluster, serving: Serving) -> None:
@@ -167,7 +173,7 @@ def test_the_network_policy_and_service_account_read_back(
     ]
     assert policy["podSelector"] == serving.objects["Deployment"]["spec"]["selector"]
     (rule,) = policy["ingress"]
-    assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]
     assert {"podSelector": {}} in rule["from"]
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}}

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tests.registry import REGISTRY, manifest_digest, registry_request
@@ -151,7 +152,7 @@ def test_final_stage_has_no_build_tools_or_pip(image: str, docker: Docker) -> No
 
 def test_serves_digits_read_only_and_stops_cleanly(image: str, docker: Docker) -> None:
     fixture = json.loads(FIXTURE.read_text())
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
     name = f"model-image-test-{uuid.uuid4().hex[:8]}"
     docker(
@@ -161,6 +162,7 @@ def test_serves_digits_read_only_and_stops_cleanly(image: str, docker: Docker) -
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--env", "HOST=127.0.0.1",
         "--env", f"PORT={port}",
+        "--env", f"GRPC_PORT={grpc_port}",
         "--env", f"DRAIN_TIMEOUT_SECONDS={DRAIN_TIMEOUT_SECONDS}",
         image,
     )  # fmt: skip
@@ -180,6 +182,7 @@ def test_serves_digits_read_only_and_stops_cleanly(image: str, docker: Docker) -
 
         with urllib.request.urlopen(f"{base_url}/monitoring/prometheus/metrics", timeout=10) as r:
             assert r.status == 200
+        assert grpc_model_status(f"127.0.0.1:{grpc_port}") == MODEL_VERSION_1_AVAILABLE
 
         started = time.monotonic()
         docker("stop", "--time", str(GRACE_PERIOD_SECONDS), name, timeout=GRACE_PERIOD_SECONDS + 30)
@@ -191,6 +194,23 @@ def test_serves_digits_read_only_and_stops_cleanly(image: str, docker: Docker) -
         assert stopped_after < GRACE_PERIOD_SECONDS, logs
     finally:
         docker("rm", "--force", name, check=False)
+
+
+# ModelService.GetModelStatus, encoded by hand (this venv has grpcio but not TF Serving's
+# protos): GetModelStatusRequest{model_spec{name}}, and the answer's ModelVersionStatus
+# {version: 1, state: AVAILABLE (30), status{}}.
+GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+MODEL_VERSION_1_AVAILABLE = b"\x0a\x06\x08\x01\x10\x1e\x1a\x00"
+
+
+def grpc_model_status(target: str) -> bytes:
+    name = MODEL_NAME.encode()
+    model_spec = b"\x0a" + bytes([len(name)]) + name
+    request = b"\x0a" + bytes([len(model_spec)]) + model_spec
+    with grpc.insecure_channel(target) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(GET_MODEL_STATUS)
+        answer: bytes = call(request, timeout=30)
+    return answer
 
 
 def wait_until_available(
