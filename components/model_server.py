@@ -75,6 +75,15 @@ class ModelServerArgs:
     """False when rendering manifests: nothing can be looked up in a cluster."""
 
 
+def _namespace_peer(namespace: str) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """Every pod of one namespace, by the name label the API server sets on each namespace."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"kubernetes.io/metadata.name": namespace}
+        )
+    )
+
+
 class ModelServer(pulumi.ComponentResource):
     """Deployment, Service, HPA, PDB, ServiceAccount and NetworkPolicy for one model."""
 
@@ -473,14 +482,7 @@ class ModelServer(pulumi.ComponentResource):
         sources = [
             k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
         ]
-        sources += [
-            k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={"kubernetes.io/metadata.name": namespace}
-                )
-            )
-            for namespace in server.allowed_ingress_namespaces
-        ]
+        sources += [_namespace_peer(namespace) for namespace in server.allowed_ingress_namespaces]
         sources += [
             k8s.networking.v1.NetworkPolicyPeerArgs(
                 ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
@@ -500,14 +502,7 @@ class ModelServer(pulumi.ComponentResource):
             # The scraper reaches only the port the metrics are on.
             ingress.append(
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    from_=[
-                        k8s.networking.v1.NetworkPolicyPeerArgs(
-                            namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                                match_labels={"kubernetes.io/metadata.name": namespace}
-                            )
-                        )
-                        for namespace in server.metrics.scrape_namespaces
-                    ],
+                    from_=[_namespace_peer(n) for n in server.metrics.scrape_namespaces],
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=REST_PORT, protocol="TCP")],
                 )
             )
