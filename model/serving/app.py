@@ -133,7 +133,7 @@ class _Handlers:
                 model = self.runtime.model
                 assert model is not None, "admitted before the model was loaded"
                 parsed = protocol.parse_predict(body, model.inputs)
-                _check_rows(parsed.rows, self.settings.max_batch_size)
+                protocol.check_rows(parsed.rows, self.settings.max_batch_size)
                 outputs = await batcher.submit(parsed.inputs, parsed.rows)
         except NotAcceptingError:
             return self._unavailable()
@@ -184,13 +184,6 @@ def _servable_not_found(request: Request) -> str:
     if request.path_params.get("version") is None:
         return "Servable not found for request: Latest({name})"
     return "Servable not found for request: Specific({name}, {version})"
-
-
-def _check_rows(rows: int, limit: int) -> None:
-    if rows > limit:
-        raise RequestError(
-            f"request has {rows} instances; at most {limit} are allowed (MAX_BATCH_SIZE)"
-        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

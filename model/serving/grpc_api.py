@@ -29,7 +29,13 @@ from tensorflow_serving.apis import (
 )
 
 from serving.model import SIGNATURE_NAME, LoadedModel, TensorInfo
-from serving.protocol import RequestError, check_shape, no_example_signature
+from serving.protocol import (
+    RequestError,
+    check_rows,
+    check_shape,
+    no_example_signature,
+    row_count,
+)
 from serving.runtime import NotAcceptingError, Runtime
 
 logger = logging.getLogger(__name__)
@@ -154,16 +160,8 @@ def _inputs(
     arrays = {
         name: to_array(name, request.inputs[name], info) for name, info in model.inputs.items()
     }
-    rows = {array.shape[0] for array in arrays.values()}
-    if len(rows) != 1:
-        raise RequestError("all inputs must have the same number of rows (dimension 0)")
-    count = rows.pop()
-    if count == 0:
-        raise RequestError("request has no instances: the batch is empty")
-    if count > max_rows:
-        raise RequestError(
-            f"request has {count} instances; at most {max_rows} are allowed (MAX_BATCH_SIZE)"
-        )
+    count = row_count(arrays)
+    check_rows(count, max_rows)
     return arrays, count
 
 

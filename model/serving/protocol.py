@@ -84,13 +84,26 @@ def parse_predict(body: bytes, inputs: Mapping[str, TensorInfo]) -> PredictReque
     else:
         raise RequestError("missing 'instances' or 'inputs' key")
     arrays = {name: _to_array(name, values[name], info) for name, info in inputs.items()}
-    row_counts = {array.shape[0] for array in arrays.values()}
-    if len(row_counts) != 1:
+    return PredictRequest(request_format, arrays, row_count(arrays))
+
+
+def row_count(arrays: Mapping[str, np.ndarray]) -> int:
+    """The batch's rows: dimension 0, the same for every input and not empty (REST and gRPC)."""
+    counts = {array.shape[0] for array in arrays.values()}
+    if len(counts) != 1:
         raise RequestError("all inputs must have the same number of rows (dimension 0)")
-    rows = row_counts.pop()
+    rows = counts.pop()
     if rows == 0:
         raise RequestError("request has no instances: the batch is empty")
-    return PredictRequest(request_format, arrays, rows)
+    return rows
+
+
+def check_rows(rows: int, limit: int) -> None:
+    """One request may carry at most a batch's rows (REST and gRPC)."""
+    if rows > limit:
+        raise RequestError(
+            f"request has {rows} instances; at most {limit} are allowed (MAX_BATCH_SIZE)"
+        )
 
 
 def _rows_to_columns(instances: Any, inputs: Mapping[str, TensorInfo]) -> dict[str, Any]:

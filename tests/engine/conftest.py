@@ -63,6 +63,15 @@ class EngineStack:
         config = {**self.base_config, **{f"{PROJECT}:{k}": v for k, v in overrides.items()}}
         self.config_file.write_text(yaml.safe_dump({"config": config}))
 
+    @contextlib.contextmanager
+    def configured(self, **overrides: Any) -> Iterator[None]:
+        """The dev stack's config plus these keys while the block runs, then the dev stack's."""
+        self.write_config(**overrides)
+        try:
+            yield
+        finally:
+            self.write_config()
+
     def run(self, operation: str) -> tuple[Any, list[auto.EngineEvent]]:
         """An operation of engine.driver in this process: its result and the engine's events."""
         events: list[auto.EngineEvent] = []

@@ -145,8 +145,7 @@ def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
 ) -> None:
     # With at most 2 pods on the 3 GPU nodes a surge pod fits, so the rollout strategy changes
     # with the HPA's bound (SRE review defect 3), and nothing else does.
-    engine_stack.write_config(hpaMaxReplicas=2)
-    try:
+    with engine_stack.configured(hpaMaxReplicas=2):
         _, events = engine_stack.run("preview")
         steps = planned_steps(events)
         assert sorted(_ops(steps)) == [("update", DEPLOYMENT), ("update", HPA)]
@@ -168,8 +167,6 @@ def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
             )
         )
         assert hpa["spec"]["maxReplicas"] == 2
-    finally:
-        engine_stack.write_config()
     engine_stack.run("up")
 
 
@@ -206,12 +203,9 @@ def test_a_config_that_breaks_a_rule_fails_the_preview_naming_the_rule(
     cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any], tmp_path: Path
 ) -> None:
     record_file = tmp_path / "preview.json"
-    engine_stack.write_config(gpuCount=0)
-    try:
+    with engine_stack.configured(gpuCount=0):
         preview = engine_stack.cli("preview", "--record", str(record_file))
         up = engine_stack.cli("up")
-    finally:
-        engine_stack.write_config()
     output = preview.stdout + preview.stderr
     assert preview.returncode == 1, output
     assert re.search(
@@ -236,13 +230,10 @@ def test_a_monitor_whose_crd_the_cluster_lacks_fails_the_preview_naming_it(
 ) -> None:
     """SRE review defect 5: without the check, the provider skips the unknown kind in preview
     and `up` fails half-way through."""
-    engine_stack.write_config(
+    with engine_stack.configured(
         metricsCollector="prometheus-operator", metricsScrapeNamespaces=["monitoring"]
-    )
-    try:
+    ):
         preview = engine_stack.cli("preview")
-    finally:
-        engine_stack.write_config()
     output = preview.stdout + preview.stderr
     assert preview.returncode == 1, output
     assert "servicemonitors.monitoring.coreos.com" in output, output
@@ -409,11 +400,8 @@ def test_hand_edits_are_drift_and_up_restores_exactly_the_declared_fields(
 def test_a_bad_config_ends_the_engine_with_the_settings_error_and_no_traceback(
     engine_stack: EngineStack,
 ) -> None:
-    engine_stack.write_config(hpaMinReplicas=0, cpuRequest="lots")
-    try:
+    with engine_stack.configured(hpaMinReplicas=0, cpuRequest="lots"):
         preview = engine_stack.cli("preview")
-    finally:
-        engine_stack.write_config()
     output = preview.stdout + preview.stderr
     assert preview.returncode == 1, output
     assert "gpu-model-serving:hpaMinReplicas = 0: must be ≥ 1" in output
