@@ -92,7 +92,7 @@ def row_count(arrays: Mapping[str, np.ndarray]) -> int:
     counts = {array.shape[0] for array in arrays.values()}
     if len(counts) != 1:
         raise RequestError("all inputs must have the same number of rows (dimension 0)")
-    rows = counts.pop()
+    rows = int(counts.pop())
     if rows == 0:
         raise RequestError("request has no instances: the batch is empty")
     return rows
