@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from support import MAX_BATCH_SIZE, MAX_REQUEST_BYTES, ServerProcess, start_server
@@ -20,6 +21,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     )
     yield running
     assert running.stop() == 0, running.log()
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Starts a server of the test's own (with these environment variables) and makes sure it
+    is gone afterwards, whatever the test's end: an assertion before its SIGTERM would
+    otherwise leave it running."""
+    started: list[ServerProcess] = []
+
+    def start_one(**env: str) -> ServerProcess:
+        server = start_server(tmp_path / f"server-{len(started)}.log", **env)
+        started.append(server)
+        return server
+
+    yield start_one
+    for server in started:
+        server.kill()
 
 
 @pytest.fixture(scope="session")

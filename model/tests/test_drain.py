@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import httpx2
 import pytest
-from support import HeldBody, start_server, wait_in_flight
+from support import HeldBody, ServerProcess, wait_in_flight
 from training.train import Split
 
 PREDICT = "/v1/models/digits:predict"
 
 
-def test_sigterm_finishes_in_flight_refuses_new_and_exits_0(tmp_path: Path, split: Split) -> None:
-    server = start_server(tmp_path / "server.log", MAX_BATCH_SIZE="64", DRAIN_TIMEOUT_SECONDS="30")
+def test_sigterm_finishes_in_flight_refuses_new_and_exits_0(
+    start: Callable[..., ServerProcess], split: Split
+) -> None:
+    server = start(MAX_BATCH_SIZE="64", DRAIN_TIMEOUT_SECONDS="30")
     in_flight = 6
     images = split.x_test[:in_flight]
     bodies = [HeldBody(json.dumps({"instances": [image.tolist()]}).encode()) for image in images]
@@ -56,8 +58,10 @@ def test_sigterm_finishes_in_flight_refuses_new_and_exits_0(tmp_path: Path, spli
     assert "drain complete" in server.log()
 
 
-def test_drain_timeout_abandons_requests_and_exits_1(tmp_path: Path, split: Split) -> None:
-    server = start_server(tmp_path / "server.log", DRAIN_TIMEOUT_SECONDS="0.5")
+def test_drain_timeout_abandons_requests_and_exits_1(
+    start: Callable[..., ServerProcess], split: Split
+) -> None:
+    server = start(DRAIN_TIMEOUT_SECONDS="0.5")
     body = HeldBody(json.dumps({"instances": [split.x_test[0].tolist()]}).encode())
     with ThreadPoolExecutor(1) as pool:
         stuck = pool.submit(httpx2.post, server.base_url + PREDICT, content=body, timeout=30)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,7 +26,6 @@ from support import (
     ServerProcess,
     increase,
     metric_samples,
-    start_server,
     wait_in_flight,
 )
 from tensorflow_serving.apis import (
@@ -279,12 +277,12 @@ def test_grpc_calls_land_in_tf_servings_series(
     assert increase(before, after, f"{TF_SERVING_REQUEST_LATENCY}_count", **grpc_predict) == 1
 
 
-def test_sigterm_drains_grpc_predictions_and_refuses_new_ones(tmp_path: Path, split: Split) -> None:
+def test_sigterm_drains_grpc_predictions_and_refuses_new_ones(
+    start: Callable[..., ServerProcess], split: Split
+) -> None:
     # A REST upload held open keeps the batch waiting (it is on its way to the batcher), so
     # the gRPC predictions stay in flight until it is released.
-    server = start_server(
-        tmp_path / "server.log", BATCH_TIMEOUT_MICROS="10000000", DRAIN_TIMEOUT_SECONDS="30"
-    )
+    server = start(BATCH_TIMEOUT_MICROS="10000000", DRAIN_TIMEOUT_SECONDS="30")
     held = HeldBody(json.dumps({"instances": [split.x_test[0].tolist()]}).encode())
     in_flight = 5
     with (
