@@ -18,7 +18,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_DIR="$ROOT/bench"
 VENV="$BENCH_DIR/.venv-kserve"
 REQUIREMENTS="$BENCH_DIR/requirements-kserve.txt"
-STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 # --compile-bytecode: the .pyc files are written now, once. Python never writes them where
 # PYTHONDONTWRITEBYTECODE is set, nor do KServe's spawned workers (they run with -B then), and
@@ -47,21 +46,14 @@ wanted="$(
     } | sha256sum | cut -d' ' -f1
 )"
 
-if [[ $force -eq 0 && -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$wanted" ]]; then
+if venv_is_current "$VENV" "$wanted" "$force"; then
     log "up to date: $VENV"
     exit 0
 fi
-
-if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating $VENV"
-    "$ROOT/scripts/uv.sh" venv --quiet --python "$PYTHON" "$VENV"
-fi
-rm -f "$STAMP"
+venv_prepare "$VENV" "$PYTHON"
 log "installing bench/requirements-kserve.txt"
 # The file pins every package, transitive ones included, so it is synced as it stands: exactly
 # those versions, anything an older list had installed removed, and --strict checks afterwards
 # that no package misses a dependency (a line dropped from the file).
 "$ROOT/scripts/uv.sh" pip sync "${INSTALL_FLAGS[@]}" --python "$VENV/bin/python" "$REQUIREMENTS"
-# Written last: an interrupted install leaves no stamp and is redone next time.
-printf '%s\n' "$wanted" >"$STAMP"
-log "ready: $VENV"
+venv_mark_ready "$VENV" "$wanted"

@@ -18,6 +18,32 @@ go_module_dir() {
         python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
 }
 
+# A virtualenv kept in step with its requirements by a hash stamp inside it: `wanted` is the
+# hash of everything the install depends on (interpreter, flags, requirements files).
+venv_is_current() {
+    local venv="$1" wanted="$2" force="$3"
+    [[ $force -eq 0 && -x "$venv/bin/python" && -f "$venv/.requirements.sha256" ]] &&
+        [[ "$(<"$venv/.requirements.sha256")" == "$wanted" ]]
+}
+
+# Creates the virtualenv if it is missing and drops its stamp before an install, so an
+# interrupted install leaves none and is redone next time.
+venv_prepare() {
+    local venv="$1" python="$2"
+    if [[ ! -x "$venv/bin/python" ]]; then
+        log "creating $venv"
+        "$(dirname "${BASH_SOURCE[0]}")/uv.sh" venv --quiet --python "$python" "$venv"
+    fi
+    rm -f "$venv/.requirements.sha256"
+}
+
+# Written last, after a successful install.
+venv_mark_ready() {
+    local venv="$1" wanted="$2"
+    printf '%s\n' "$wanted" >"$venv/.requirements.sha256"
+    log "ready: $venv"
+}
+
 # The PID in a pid file if that process is alive and runs the expected program (guards against
 # a stale pid file whose PID was reused by something else).
 live_pid() {

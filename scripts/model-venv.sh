@@ -12,7 +12,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODEL_DIR="$ROOT/model"
 VENV="$MODEL_DIR/.venv"
-STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 
 # shellcheck source=scripts/lib.sh
@@ -34,16 +33,11 @@ wanted="$(
     } | sha256sum | cut -d' ' -f1
 )"
 
-if [[ $force -eq 0 && -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$wanted" ]]; then
+if venv_is_current "$VENV" "$wanted" "$force"; then
     log "up to date: $VENV"
     exit 0
 fi
-
-if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating $VENV"
-    "$ROOT/scripts/uv.sh" venv --quiet --python "$PYTHON" "$VENV"
-fi
-rm -f "$STAMP"
+venv_prepare "$VENV" "$PYTHON"
 log "installing model/requirements-dev.txt"
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI here), Python never caches
 # bytecode, and every process that imports TensorFlow (each test server) would compile it from
@@ -53,6 +47,4 @@ log "installing model/requirements-dev.txt"
 # Without dependencies: see the file's header.
 "$ROOT/scripts/uv.sh" pip install --quiet --compile-bytecode --python "$VENV/bin/python" --no-deps \
     -r "$MODEL_DIR/requirements-protos.txt"
-# Written last: an interrupted install leaves no stamp and is redone next time.
-printf '%s\n' "$wanted" >"$STAMP"
-log "ready: $VENV"
+venv_mark_ready "$VENV" "$wanted"
