@@ -11,6 +11,8 @@ KUBERNETES_VERSION := $(shell cat tools/KUBERNETES_VERSION)
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
+# The benchmark's HTTP load generator, from Debian (bookworm's build).
+WRK_VERSION := 4.1.0-3+b2
 export PATH := $(CURDIR)/.bin:$(PATH)
 
 # The engine's environment (local file backend, project-local PULUMI_HOME, offline flags) is
@@ -164,6 +166,7 @@ kserve-venv: ## The KServe peer's virtualenv (bench/.venv-kserve), for make benc
 
 .PHONY: bench
 bench: model-venv kserve-venv ## Ours (REST, gRPC) vs KServe, the transport ceiling, the Flask seed, the in-process call (bench/results/)
+	[[ "$$(dpkg-query -W -f='$${Version}' wrk 2>/dev/null)" == "$(WRK_VERSION)" ]] || scripts/apt-install.sh wrk=$(WRK_VERSION)
 	model/.venv/bin/python bench/serving_bench.py
 
 .PHONY: bench-engine

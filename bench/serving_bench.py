@@ -1,7 +1,9 @@
 """Benchmark: our serving runtime against the peer users would pick and against the limits.
 
 One run, one machine, the same closed-loop client and the same single-image requests for every
-server; servers run one at a time on 127.0.0.1, so they never compete for the cores:
+server; servers run one at a time on 127.0.0.1, so they never compete for the cores. The REST
+client is wrk (C, one thread): a Python client saturated its core before the ceiling did, so
+the ceiling measured the client. gRPC has no such client here; its rows use grpc.aio.
 
 - ours, over REST and over gRPC (TensorFlow Serving's PredictionService, same server);
 - ours at an older commit (`--before-ref`), to show a change side by side;
@@ -14,6 +16,8 @@ server; servers run one at a time on 127.0.0.1, so they never compete for the co
 Writes bench/results/serving.json and serving.md. See bench/README.md.
 
     model/.venv/bin/python bench/serving_bench.py [--duration 10] [--concurrency 1,8,32]
+
+wrk comes from Debian (`make bench` installs it).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ MODEL_DIR = ROOT / "model"
 MODEL_BASE_PATH = MODEL_DIR / "export" / "digits"
 RESULTS_DIR = ROOT / "bench" / "results"
 KSERVE_PYTHON = ROOT / "bench" / ".venv-kserve" / "bin" / "python"
+WRK = "wrk"
+WRK_SCRIPT = ROOT / "bench" / "closed_loop.lua"
 PREDICT = "/v1/models/digits:predict"
 JSON_HEADERS = {"content-type": "application/json"}
 STATUS = "/v1/models/digits"
@@ -97,6 +103,8 @@ class Server:
 class Run:
     args: argparse.Namespace
     bodies: list[bytes]
+    bodies_file: Path
+    """The same bodies, one per line, for wrk."""
     images: np.ndarray
     labels: np.ndarray
     results: list[ServerResult] = field(default_factory=list)
@@ -226,23 +234,41 @@ async def closed_loop(
     )
 
 
-async def rest_loop(base_url: str, bodies: list[bytes], concurrency: int, run: Run) -> Measurement:
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=60)
-    url = base_url + PREDICT
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+def rest_loop(base_url: str, concurrency: int, run: Run) -> Measurement:
+    """wrk: ``concurrency`` keep-alive connections, each sending its next request as soon as
+    the last answered; a warm-up run first, then the measured one."""
 
-        async def send(n: int) -> bool:
-            try:
-                async with session.post(
-                    url, data=bodies[n % len(bodies)], headers=JSON_HEADERS
-                ) as r:
-                    await r.read()
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
+    def wrk(seconds: int) -> dict[str, int]:
+        completed = subprocess.run(
+            [
+                WRK,
+                "--threads=1",
+                f"--connections={concurrency}",
+                f"--duration={seconds}s",
+                "--timeout=60s",
+                f"--script={WRK_SCRIPT}",
+                base_url + PREDICT,
+            ],
+            env={**os.environ, "BENCH_BODIES": str(run.bodies_file)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        summary: dict[str, int] = json.loads(completed.stdout.strip().splitlines()[-1])
+        return summary
 
-        return await closed_loop(send, concurrency, run.args.duration, run.args.warmup)
+    wrk(run.args.warmup)
+    summary = wrk(run.args.duration)
+    duration_s = summary["duration_us"] / 1e6
+    return Measurement(
+        concurrency=concurrency,
+        duration_s=round(duration_s, 2),
+        requests=summary["requests"],
+        errors=summary["errors"],
+        requests_per_s=round(summary["requests"] / duration_s, 1),
+        p50_ms=round(summary["p50_us"] / 1000, 2),
+        p99_ms=round(summary["p99_us"] / 1000, 2),
+    )
 
 
 async def grpc_loop(target: str, images: np.ndarray, concurrency: int, run: Run) -> Measurement:
@@ -283,7 +309,7 @@ def measure(server: Server, run: Run) -> None:
                 raise SystemExit(f"{server.name} answers wrongly: accuracy {accuracy:.3f}")
         rest = []
         for concurrency in run.args.concurrency:
-            result = asyncio.run(rest_loop(base_url, run.bodies, concurrency, run))
+            result = rest_loop(base_url, concurrency, run)
             print(f"{server.name}: {result}", flush=True)
             rest.append(result)
         grpc_results = []
@@ -576,8 +602,8 @@ def concurrency_list(raw: str) -> list[int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per concurrency")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first")
     parser.add_argument("--concurrency", type=concurrency_list, default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
@@ -590,6 +616,8 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+    if shutil.which(WRK) is None:
+        raise SystemExit(f"{WRK} is missing: make bench installs it (scripts/apt-install.sh wrk)")
     if "kserve" not in skip and not KSERVE_PYTHON.exists():
         raise SystemExit(
             f"{KSERVE_PYTHON} is missing: run scripts/kserve-venv.sh (or --skip kserve)"
@@ -598,7 +626,9 @@ def main() -> int:
     args.log_dir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     print(f"server logs: {args.log_dir}", flush=True)
     bodies, images, labels = request_bodies()
-    run = Run(args, bodies, images, labels)
+    bodies_file = args.log_dir / "bodies.jsonl"
+    bodies_file.write_bytes(b"\n".join(bodies) + b"\n")
+    run = Run(args, bodies, bodies_file, images, labels)
 
     limits = in_process_limits(run)
     response_file = args.log_dir / "answer.json"
