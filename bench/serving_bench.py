@@ -370,8 +370,9 @@ def ceiling(response_file: Path) -> Server:
     port = free_port()
     return Server(
         "transport ceiling",
-        "our HTTP stack (Starlette, uvicorn+uvloop+httptools) answering a precomputed "
-        "response of the real size: no model, no JSON work",
+        "our predict path's HTTP stack (uvicorn+uvloop+httptools, a bare ASGI app, Starlette's "
+        "Request and Response) answering a precomputed response of the real size: no model, "
+        "no JSON work",
         [sys.executable, str(ROOT / "bench" / "transport_ceiling.py")],
         {"PORT": str(port), "BENCH_RESPONSE_FILE": str(response_file)},
         port,

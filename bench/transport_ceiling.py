@@ -1,7 +1,9 @@
-"""The transport ceiling: our HTTP stack (Starlette on uvicorn, uvloop, httptools: the serving
-runtime's exact configuration) answering every predict with a precomputed response of the real
-size, with no model, no parsing and no batching. What our runtime could reach if inference and
-the JSON work cost nothing. Started by serving_bench.py; BENCH_RESPONSE_FILE holds the answer.
+"""The transport ceiling: the serving runtime's HTTP path for predict (uvicorn with uvloop and
+httptools, a bare ASGI app, Starlette's Request to read the body whole and its Response to
+answer: the runtime's exact configuration) answering every call with a precomputed response of
+the real size: no model, no JSON work, no batching, no metrics. What our runtime could reach if
+everything but the transport cost nothing. Started by serving_bench.py; BENCH_RESPONSE_FILE
+holds the answer.
 """
 
 from __future__ import annotations
@@ -10,30 +12,21 @@ import os
 from pathlib import Path
 
 import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 ANSWER = Path(os.environ["BENCH_RESPONSE_FILE"]).read_bytes()
 STATUS = b'{"model_version_status":[{"version":"1","state":"AVAILABLE"}]}'
 
 
-async def predict(request: Request) -> Response:
-    await request.body()  # the request is still received whole, as the runtime receives it
-    return Response(ANSWER, media_type="application/json")
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return  # lifespan is off
+    await Request(scope, receive).body()  # received whole, as the runtime receives it
+    answer = ANSWER if scope["method"] == "POST" else STATUS
+    await Response(answer, media_type="application/json")(scope, receive, send)
 
-
-async def status(request: Request) -> Response:
-    return Response(STATUS, media_type="application/json")
-
-
-app = Starlette(
-    routes=[
-        Route("/v1/models/digits:predict", predict, methods=["POST"]),
-        Route("/v1/models/digits", status, methods=["GET"]),
-    ]
-)
 
 if __name__ == "__main__":
     uvicorn.run(
@@ -42,6 +35,7 @@ if __name__ == "__main__":
         port=int(os.environ["PORT"]),
         loop="uvloop",
         http="httptools",
+        lifespan="off",
         log_level="warning",
         access_log=False,
         server_header=False,

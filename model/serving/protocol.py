@@ -55,10 +55,14 @@ def _loads(body: bytes) -> Any:
 
 
 def _dumps(body: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> bytes:
-    """orjson, unless an output holds NaN or an infinity: orjson would write null, TF Serving
-    writes the NaN, Infinity and -Infinity tokens, as Python's json does."""
-    if all(v.dtype.kind != "f" or np.isfinite(v).all() for v in outputs.values()):
-        return orjson.dumps(body, option=_ORJSON_OPTIONS)
+    """orjson writes NaN and the infinities as null; TF Serving writes the NaN, Infinity and
+    -Infinity tokens, as Python's json does. Outputs are numbers, so only a `null` in orjson's
+    text calls for the finiteness check and the slower encoder."""
+    encoded = orjson.dumps(body, option=_ORJSON_OPTIONS)
+    if b"null" not in encoded or all(
+        v.dtype.kind != "f" or np.isfinite(v).all() for v in outputs.values()
+    ):
+        return encoded
     return json.dumps(body, default=lambda value: value.tolist()).encode()
 
 
