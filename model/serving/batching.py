@@ -7,12 +7,15 @@ in it (``predictions_in_flight``, counted from the first byte read to the answer
 request never waits out the timeout, while under load, with other predictions being read,
 parsed or answered (whose clients come straight back), the batch keeps filling. One worker
 thread runs the model, so batches never compete with each other for the CPU/GPU, and the event
-loop stays free to parse and answer requests meanwhile.
+loop stays free to parse and answer requests meanwhile; except for a lone request with nobody
+else in the server, which the event loop runs itself (the two thread hand-offs cost about as
+much as a one-image call).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -49,9 +52,12 @@ class Batcher:
         self._max_batch_size = max_batch_size
         self._timeout_s = timeout_s
         self._metrics = metrics
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        # Jobs not yet in a batch, oldest first; a job that does not fit stays first in line.
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._pending_rows = 0
+        # Set while the collector sleeps: resolved when the batch it is filling can run.
+        self._wake_up: asyncio.Future[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self._carried: _Job | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,10 +67,8 @@ class Batcher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._carried is not None:
-            self._carried.future.cancel()
-        while not self._queue.empty():
-            self._queue.get_nowait().future.cancel()
+        while self._pending:
+            self._pending.popleft().future.cancel()
         self._executor.shutdown(wait=True)
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
@@ -72,39 +76,61 @@ class Batcher:
         if rows > self._max_batch_size:
             raise ValueError(f"{rows} rows exceed the batch size limit {self._max_batch_size}")
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(inputs, rows, future))
+        self._pending.append(_Job(inputs, rows, future))
+        self._pending_rows += rows
+        # The first pending job starts the deadline's clock; later ones matter only once the
+        # batch can run.
+        if self._wake_up is not None and (len(self._pending) == 1 or self._batch_can_run()):
+            self._wake(self._wake_up)
         return await future
+
+    def _batch_can_run(self) -> bool:
+        """The pending jobs fill a batch, or every prediction in the server is among them."""
+        return self._pending_rows >= self._max_batch_size or self._predictions_in_flight() <= len(
+            self._pending
+        )
+
+    @staticmethod
+    def _wake(wake_up: asyncio.Future[None]) -> None:
+        if not wake_up.done():
+            wake_up.set_result(None)
 
     async def _loop(self) -> None:
         while True:
-            jobs = await self._collect()
-            await self._execute(jobs)
+            await self._until_a_batch_can_run()
+            await self._execute(self._take_batch())
 
-    async def _collect(self) -> list[_Job]:
-        first = self._carried or await self._queue.get()
-        self._carried = None
-        jobs, rows = [first], first.rows
-        # The deadline counts from the oldest request's arrival, so time it spent queued
-        # behind the previous batch counts towards its wait.
-        deadline = first.enqueued_at + self._timeout_s
-        while rows < self._max_batch_size:
-            try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                if self._predictions_in_flight() <= len(jobs):
-                    break  # every prediction in the server is in this batch: run it now
-                remaining = deadline - time.monotonic()
+    async def _until_a_batch_can_run(self) -> None:
+        """Sleeps until a job is pending, then until the batch can run or the oldest job's
+        deadline passes: one future and one timer per wait (submit() wakes it only when that
+        changes something), instead of a task and a timer per arriving job."""
+        loop = asyncio.get_running_loop()
+        while not self._pending or not self._batch_can_run():
+            remaining = None
+            if self._pending:
+                # The deadline counts from the oldest job's arrival, so time it spent queued
+                # behind the previous batch counts towards its wait.
+                remaining = self._pending[0].enqueued_at + self._timeout_s - time.monotonic()
                 if remaining <= 0:
-                    break
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            if rows + job.rows > self._max_batch_size:
-                self._carried = job
-                break
+                    return
+            self._wake_up = wake_up = loop.create_future()
+            timer = None if remaining is None else loop.call_later(remaining, self._wake, wake_up)
+            try:
+                await wake_up
+            finally:
+                self._wake_up = None
+                if timer is not None:
+                    timer.cancel()
+
+    def _take_batch(self) -> list[_Job]:
+        """The oldest pending jobs, as many as fit in one batch (at least one)."""
+        jobs = [self._pending.popleft()]
+        rows = jobs[0].rows
+        while self._pending and rows + self._pending[0].rows <= self._max_batch_size:
+            job = self._pending.popleft()
             jobs.append(job)
             rows += job.rows
+        self._pending_rows -= rows
         return jobs
 
     async def _execute(self, jobs: list[_Job]) -> None:
@@ -118,9 +144,14 @@ class Batcher:
         self._metrics.batch_size.observe(rows)
         started = time.perf_counter()
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, inputs
-            )
+            if len(jobs) == 1 and self._predictions_in_flight() <= 1:
+                # A lone request, nobody else in the server to serve meanwhile: calling the
+                # model here saves two thread hand-offs, which cost about as much as the call.
+                outputs = self._run_batch(inputs)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._run_batch, inputs
+                )
         except Exception as error:
             logger.exception("model call failed for a batch of %d rows", rows)
             for job in jobs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -16,10 +17,12 @@ class RecordingModel:
 
     def __init__(self, fail: bool = False) -> None:
         self.batch_sizes: list[int] = []
+        self.threads: list[str] = []
         self.fail = fail
 
     def __call__(self, inputs: Arrays) -> Arrays:
         self.batch_sizes.append(len(inputs["x"]))
+        self.threads.append(threading.current_thread().name)
         if self.fail:
             raise RuntimeError("model exploded")
         return {"doubled": inputs["x"] * 2, "first": inputs["x"][:, 0]}
@@ -98,6 +101,15 @@ def test_a_lone_request_runs_at_once_instead_of_waiting_out_the_timeout() -> Non
     asyncio.run(run_jobs(model, 64, 30.0, [1]))
     assert time.monotonic() - started < 5
     assert model.batch_sizes == [1]
+    # With nobody else in the server the event loop's own thread calls the model.
+    assert model.threads == [threading.main_thread().name]
+
+
+def test_batches_run_on_the_inference_thread() -> None:
+    model = RecordingModel()
+    asyncio.run(run_jobs(model, 4, 30.0, [2, 2]))
+    assert model.batch_sizes == [4]
+    assert model.threads[0].startswith("inference")
 
 
 def test_a_prediction_in_flight_is_waited_for_and_joins_the_batch() -> None:
@@ -127,9 +139,10 @@ def test_a_prediction_in_flight_holds_the_batch_at_most_the_timeout() -> None:
         batcher = batcher_for(RecordingModel(), 64, 0.2, in_flight)
         batcher.start()
         try:
+            await asyncio.sleep(0.01)  # the batcher is idle, waiting for work, when it comes
             in_flight.count = 2  # the other one never reaches submit (a parse error)
             started = time.monotonic()
-            await batcher.submit(rows(0, 1), 1)
+            await asyncio.wait_for(batcher.submit(rows(0, 1), 1), 5)
             return time.monotonic() - started
         finally:
             await batcher.stop()
