@@ -167,6 +167,7 @@ kserve-venv: ## The KServe peer's virtualenv (bench/.venv-kserve), for make benc
 .PHONY: bench
 bench: model-venv kserve-venv ## Ours (REST, gRPC) vs KServe, the transport ceiling, the Flask seed, the in-process call (bench/results/)
 	[[ "$$(dpkg-query -W -f='$${Version}' wrk 2>/dev/null)" == "$(WRK_VERSION)" ]] || scripts/apt-install.sh wrk=$(WRK_VERSION)
+	scripts/toolchain.sh bench
 	model/.venv/bin/python bench/serving_bench.py
 
 .PHONY: bench-engine

@@ -1,9 +1,9 @@
 """Benchmark: our serving runtime against the peer users would pick and against the limits.
 
 One run, one machine, the same closed-loop client and the same single-image requests for every
-server; servers run one at a time on 127.0.0.1, so they never compete for the cores. The REST
-client is wrk (C, one thread): a Python client saturated its core before the ceiling did, so
-the ceiling measured the client. gRPC has no such client here; its rows use grpc.aio.
+server; servers run one at a time on 127.0.0.1, so they never compete for the cores. The
+clients are compiled: wrk (C) for REST, ghz (Go) for gRPC. A Python client saturated its core
+before the ceiling did, so the ceiling measured the client.
 
 - ours, over REST and over gRPC (TensorFlow Serving's PredictionService, same server);
 - ours at an older commit (`--before-ref`), to show a change side by side;
@@ -17,7 +17,7 @@ Writes bench/results/serving.json and serving.md. See bench/README.md.
 
     model/.venv/bin/python bench/serving_bench.py [--duration 10] [--concurrency 1,8,32]
 
-wrk comes from Debian (`make bench` installs it).
+wrk comes from Debian and ghz from the Go module proxy (`make bench` installs both).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +51,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 KSERVE_PYTHON = ROOT / "bench" / ".venv-kserve" / "bin" / "python"
 WRK = "wrk"
 WRK_SCRIPT = ROOT / "bench" / "closed_loop.lua"
+GHZ = ROOT / ".bin" / "ghz"
 PREDICT = "/v1/models/digits:predict"
 JSON_HEADERS = {"content-type": "application/json"}
 STATUS = "/v1/models/digits"
@@ -99,12 +100,21 @@ class Server:
     cwd: Path = ROOT
 
 
+@dataclass(frozen=True)
+class GrpcFiles:
+    protoset: Path
+    """PredictionService's proto descriptors with their imports (ghz has no .proto files)."""
+    requests: Path
+    """One PredictRequest per image, each prefixed by its length: ghz sends them in turn."""
+
+
 @dataclass
 class Run:
     args: argparse.Namespace
     bodies: list[bytes]
     bodies_file: Path
     """The same bodies, one per line, for wrk."""
+    grpc_files: GrpcFiles
     images: np.ndarray
     labels: np.ndarray
     results: list[ServerResult] = field(default_factory=list)
@@ -194,46 +204,6 @@ async def check_answers(base_url: str, bodies: list[bytes], labels: np.ndarray) 
     return correct / count
 
 
-Send = Callable[[int], Awaitable[bool]]
-"""Sends request number `n`; True when it was answered correctly (HTTP 200 / gRPC OK)."""
-
-
-async def closed_loop(
-    send: Send, concurrency: int, duration_s: float, warmup_s: float
-) -> Measurement:
-    """``concurrency`` clients, each sending its next request as soon as the last answered."""
-    latencies: list[float] = []
-    errors = 0
-    started = time.perf_counter()
-    measure_from = started + warmup_s
-    stop_at = measure_from + duration_s
-
-    async def client(index: int) -> None:
-        nonlocal errors
-        sent = index
-        while (now := time.perf_counter()) < stop_at:
-            ok = await send(sent)
-            sent += concurrency
-            end = time.perf_counter()
-            if measure_from <= end <= stop_at:
-                if ok:
-                    latencies.append(end - now)
-                else:
-                    errors += 1
-
-    await asyncio.gather(*(client(index) for index in range(concurrency)))
-    completed = np.array(latencies) * 1000
-    return Measurement(
-        concurrency=concurrency,
-        duration_s=duration_s,
-        requests=len(latencies),
-        errors=errors,
-        requests_per_s=round(len(latencies) / duration_s, 1),
-        p50_ms=round(float(np.percentile(completed, 50)), 2) if len(completed) else float("nan"),
-        p99_ms=round(float(np.percentile(completed, 99)), 2) if len(completed) else float("nan"),
-    )
-
-
 def rest_loop(base_url: str, concurrency: int, run: Run) -> Measurement:
     """wrk: ``concurrency`` keep-alive connections, each sending its next request as soon as
     the last answered; a warm-up run first, then the measured one."""
@@ -271,32 +241,88 @@ def rest_loop(base_url: str, concurrency: int, run: Run) -> Measurement:
     )
 
 
-async def grpc_loop(target: str, images: np.ndarray, concurrency: int, run: Run) -> Measurement:
-    # Imported here: only the gRPC rows need TensorFlow Serving's protos (and TensorFlow).
-    import grpc  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow_serving.apis import (  # noqa: PLC0415
-        predict_pb2,
-        prediction_service_pb2_grpc,
+def grpc_loop(target: str, concurrency: int, run: Run) -> Measurement:
+    """ghz: ``concurrency`` workers on one HTTP/2 connection (as a gRPC channel is), each sending
+    its next Predict as soon as the last answered; a warm-up run first, then the measured one.
+    Calls still in flight when the time is up are left out, not counted as errors."""
+
+    def ghz(seconds: int) -> dict[str, Any]:
+        completed = subprocess.run(
+            [
+                str(GHZ),
+                "--insecure",
+                f"--protoset={run.grpc_files.protoset}",
+                "--call=tensorflow.serving.PredictionService.Predict",
+                f"--binary-file={run.grpc_files.requests}",
+                f"--concurrency={concurrency}",
+                f"--duration={seconds}s",
+                "--duration-stop=ignore",
+                "--timeout=60s",
+                "--format=json",
+                target,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report: dict[str, Any] = json.loads(completed.stdout)
+        return report
+
+    ghz(run.args.warmup)
+    report = ghz(run.args.duration)
+    latency_ms = {
+        point["percentage"]: point["latency"] / 1e6 for point in report["latencyDistribution"]
+    }
+    statuses: dict[str, int] = report["statusCodeDistribution"]
+    return Measurement(
+        concurrency=concurrency,
+        duration_s=round(report["total"] / 1e9, 2),
+        requests=statuses.get("OK", 0),
+        errors=sum(count for status, count in statuses.items() if status != "OK"),
+        requests_per_s=round(statuses.get("OK", 0) / (report["total"] / 1e9), 1),
+        p50_ms=round(latency_ms[50], 2),
+        p99_ms=round(latency_ms[99], 2),
     )
 
-    requests = []
-    for image in images:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "digits"
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(image[np.newaxis]))
-        requests.append(request)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
-        async def send(n: int) -> bool:
-            try:
-                await stub.Predict(requests[n % len(requests)], timeout=60)
-            except grpc.aio.AioRpcError:
-                return False
-            return True
+def write_grpc_files(directory: Path, images: np.ndarray) -> GrpcFiles:
+    # Imported here: TensorFlow Serving's protos import TensorFlow.
+    import tensorflow as tf  # noqa: PLC0415
+    from google.protobuf import descriptor, descriptor_pb2  # noqa: PLC0415
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2  # noqa: PLC0415
 
-        return await closed_loop(send, concurrency, run.args.duration, run.args.warmup)
+    descriptors = descriptor_pb2.FileDescriptorSet()
+    added: set[str] = set()
+
+    def add(file: descriptor.FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        added.add(file.name)
+        file.CopyToProto(descriptors.file.add())
+
+    add(prediction_service_pb2.DESCRIPTOR)
+    files = GrpcFiles(directory / "serving.protoset", directory / "requests.bin")
+    files.protoset.write_bytes(descriptors.SerializeToString())
+    with files.requests.open("wb") as out:
+        for image in images:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "digits"
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(image[np.newaxis]))
+            message = request.SerializeToString()
+            out.write(varint(len(message)) + message)
+    return files
+
+
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 varint: the length prefix of each message in ghz's binary file."""
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
 
 
 def measure(server: Server, run: Run) -> None:
@@ -316,7 +342,7 @@ def measure(server: Server, run: Run) -> None:
         if server.grpc_port is not None:
             target = f"127.0.0.1:{server.grpc_port}"
             for concurrency in run.args.concurrency:
-                result = asyncio.run(grpc_loop(target, run.images, concurrency, run))
+                result = grpc_loop(target, concurrency, run)
                 print(f"{server.name} (gRPC): {result}", flush=True)
                 grpc_results.append(result)
         rss = round(peak_rss_mb(pid), 1)
@@ -619,6 +645,8 @@ def main() -> int:
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     if shutil.which(WRK) is None:
         raise SystemExit(f"{WRK} is missing: make bench installs it (scripts/apt-install.sh wrk)")
+    if not GHZ.exists():
+        raise SystemExit(f"{GHZ} is missing: make bench builds it (scripts/toolchain.sh bench)")
     if "kserve" not in skip and not KSERVE_PYTHON.exists():
         raise SystemExit(
             f"{KSERVE_PYTHON} is missing: run scripts/kserve-venv.sh (or --skip kserve)"
@@ -629,7 +657,7 @@ def main() -> int:
     bodies, images, labels = request_bodies()
     bodies_file = args.log_dir / "bodies.jsonl"
     bodies_file.write_bytes(b"\n".join(bodies) + b"\n")
-    run = Run(args, bodies, bodies_file, images, labels)
+    run = Run(args, bodies, bodies_file, write_grpc_files(args.log_dir, images), images, labels)
 
     limits = in_process_limits(run)
     response_file = args.log_dir / "answer.json"

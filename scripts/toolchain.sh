@@ -8,7 +8,8 @@
 #                                   kube-controller-manager, kube-scheduler, kwok, kwokctl,
 #                                   and kubectl to use it
 #   scripts/toolchain.sh lint       actionlint (the workflow checker `make lint` runs)
-#   scripts/toolchain.sh all        all three
+#   scripts/toolchain.sh bench      ghz (the gRPC load generator `make bench` runs)
+#   scripts/toolchain.sh all        all four
 #   scripts/toolchain.sh verify     report the version of every binary present in .bin/
 #   scripts/toolchain.sh NAME...    just those binaries (names as listed above)
 #
@@ -65,6 +66,7 @@ KWOK_VERSION=0.8.0
 BUILDKIT_VERSION=0.34.2
 BUILDX_VERSION=0.38.2
 ACTIONLINT_VERSION=1.7.12
+GHZ_VERSION=0.120.0
 for v in PULUMI_VERSION KUBERNETES_PROVIDER_VERSION DOCKER_BUILD_PROVIDER_VERSION KUBERNETES_VERSION; do
     [ -n "${!v}" ] || { err "cannot read $v (requirements.txt pins / tools/KUBERNETES_VERSION)"; exit 2; }
 done
@@ -73,6 +75,7 @@ ENGINE_TOOLS=(pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-re
     buildkitd buildctl docker-buildx)
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl)
 LINT_TOOLS=(actionlint)
+BENCH_TOOLS=(ghz)
 
 command -v go >/dev/null 2>&1 || { err "go is not on PATH (Go 1.26 is needed; /usr/local/go/bin?)"; exit 2; }
 GO_VERSION=$(go env GOVERSION)
@@ -131,6 +134,9 @@ spec() {
         DIR=actionlint PKG=github.com/rhysd/actionlint/cmd/actionlint
         MOD=github.com/rhysd/actionlint MODVER=v$ACTIONLINT_VERSION
         XFLAGS="-X github.com/rhysd/actionlint.version=v$ACTIONLINT_VERSION" ;;
+    ghz)
+        DIR=ghz PKG=github.com/bojand/ghz/cmd/ghz MOD=github.com/bojand/ghz MODVER=v$GHZ_VERSION
+        XFLAGS="-X main.version=$GHZ_VERSION" ;;
     *) return 1 ;;
     esac
 }
@@ -322,7 +328,7 @@ PY
 
 verify() {
     local name v
-    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}"; do
+    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
         spec "$name"
         [ -e "$OUT" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
         case $name in
@@ -336,6 +342,7 @@ verify() {
         kubectl) v=$("$BIN/kubectl" version --client 2>&1 | head -1) ;;
         kwok | kwokctl) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
         actionlint) v=$("$BIN/actionlint" -version 2>&1 | head -1) ;;
+        ghz) v=$("$BIN/ghz" --version 2>&1 | head -1) ;;
         esac
         printf '  %-30s %s\n' "$name" "$v"
     done
@@ -350,7 +357,8 @@ main() {
         engine) targets+=("${ENGINE_TOOLS[@]}") ;;
         cluster) targets+=("${CLUSTER_TOOLS[@]}") ;;
         lint) targets+=("${LINT_TOOLS[@]}") ;;
-        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}") ;;
+        bench) targets+=("${BENCH_TOOLS[@]}") ;;
+        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
         verify) verify; return 0 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed 's/^# \{0,1\}//;$d'; return 0 ;;
         *) targets+=("$a") ;;

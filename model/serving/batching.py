@@ -7,9 +7,9 @@ in it (``predictions_in_flight``, counted from the first byte read to the answer
 request never waits out the timeout, while under load, with other predictions being read,
 parsed or answered (whose clients come straight back), the batch keeps filling. One worker
 thread runs the model, so batches never compete with each other for the CPU/GPU, and the event
-loop stays free to parse and answer requests meanwhile; except for a lone request with nobody
-else in the server, which the event loop runs itself (the two thread hand-offs cost about as
-much as a one-image call).
+loop stays free to parse and answer requests meanwhile. (Even a lone request's call stays off
+the loop: gRPC requests reach the batcher one at a time under load, and a loop blocked by the
+model gathers fewer of them into the next batch.)
 """
 
 from __future__ import annotations
@@ -144,14 +144,9 @@ class Batcher:
         self._metrics.batch_size.observe(rows)
         started = time.perf_counter()
         try:
-            if len(jobs) == 1 and self._predictions_in_flight() <= 1:
-                # A lone request, nobody else in the server to serve meanwhile: calling the
-                # model here saves two thread hand-offs, which cost about as much as the call.
-                outputs = self._run_batch(inputs)
-            else:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._run_batch, inputs
-                )
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run_batch, inputs
+            )
         except Exception as error:
             logger.exception("model call failed for a batch of %d rows", rows)
             for job in jobs:
