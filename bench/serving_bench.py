@@ -1,9 +1,11 @@
 """Benchmark: our serving runtime against the peer users would pick and against the limits.
 
 One run, one machine, the same closed-loop client and the same single-image requests for every
-server; servers run one at a time on 127.0.0.1, so they never compete for the cores. The
-clients are compiled: wrk (C) for REST, ghz (Go) for gRPC. A Python client saturated its core
-before the ceiling did, so the ceiling measured the client.
+server. All servers run at once on 127.0.0.1, idle but for the one being measured; at each
+concurrency, rounds measure every row in turn, so the machine's slow spells fall on all rows
+alike, and each figure is a median over the rounds. The clients are compiled: wrk (C) for
+REST, ghz (Go) for gRPC. A Python client saturated its core before the ceiling did, so the
+ceiling measured the client.
 
 - ours, over REST and over gRPC (TensorFlow Serving's PredictionService, same server);
 - ours at an older commit (`--before-ref`), to show a change side by side;
@@ -15,7 +17,7 @@ before the ceiling did, so the ceiling measured the client.
 
 Writes bench/results/serving.json and serving.md. See bench/README.md.
 
-    model/.venv/bin/python bench/serving_bench.py [--duration 10] [--concurrency 1,8,32]
+    model/.venv/bin/python bench/serving_bench.py [--rounds 3] [--duration 5] [--concurrency 1,8,32]
 
 wrk comes from Debian and ghz from the Go module proxy (`make bench` installs both).
 """
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +76,8 @@ class Measurement:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    rounds_requests_per_s: list[float] = field(default_factory=list)
+    """Each round's req/s; the other figures are medians over the rounds (sums for counts)."""
 
 
 @dataclass(frozen=True)
@@ -325,31 +329,75 @@ def varint(value: int) -> bytes:
     return bytes(encoded)
 
 
-def measure(server: Server, run: Run) -> None:
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: a running server, over one protocol."""
+
+    name: str
+    description: str
+    pid: int
+    measure: Callable[[int], Measurement]
+    """One round at a concurrency."""
+
+
+def start(server: Server, run: Run, stack: contextlib.ExitStack) -> list[Row]:
+    """Starts the server for the rest of the run (`stack` stops it) and checks its answers."""
     base_url = f"http://127.0.0.1:{server.port}"
     print(f"{server.name}: starting ({server.description})", flush=True)
-    with running(server, run.args.log_dir / f"{server.name}.log") as pid:
-        if server.answers_for_real:
-            accuracy = asyncio.run(check_answers(base_url, run.bodies, run.labels))
-            if accuracy < 0.95:
-                raise SystemExit(f"{server.name} answers wrongly: accuracy {accuracy:.3f}")
-        rest = []
-        for concurrency in run.args.concurrency:
-            result = rest_loop(base_url, concurrency, run)
-            print(f"{server.name}: {result}", flush=True)
-            rest.append(result)
-        grpc_results = []
-        if server.grpc_port is not None:
-            target = f"127.0.0.1:{server.grpc_port}"
-            for concurrency in run.args.concurrency:
-                result = grpc_loop(target, concurrency, run)
-                print(f"{server.name} (gRPC): {result}", flush=True)
-                grpc_results.append(result)
-        rss = round(peak_rss_mb(pid), 1)
-    run.results.append(ServerResult(server.name, server.description, rss, rest))
-    if grpc_results:
-        grpc_name = f"{server.name} gRPC"
-        run.results.append(ServerResult(grpc_name, "the same server, over gRPC", rss, grpc_results))
+    pid = stack.enter_context(running(server, run.args.log_dir / f"{server.name}.log"))
+    if server.answers_for_real:
+        accuracy = asyncio.run(check_answers(base_url, run.bodies, run.labels))
+        if accuracy < 0.95:
+            raise SystemExit(f"{server.name} answers wrongly: accuracy {accuracy:.3f}")
+    rows = [
+        Row(server.name, server.description, pid, lambda c: rest_loop(base_url, c, run)),
+    ]
+    if server.grpc_port is not None:
+        target = f"127.0.0.1:{server.grpc_port}"
+        rows.append(
+            Row(
+                f"{server.name} gRPC",
+                "the same server, over gRPC",
+                pid,
+                lambda c: grpc_loop(target, c, run),
+            )
+        )
+    return rows
+
+
+def measure_interleaved(rows: list[Row], run: Run) -> None:
+    """At each concurrency, `--rounds` rounds, each measuring every row once in turn: the
+    machine's slow spells fall on all rows alike instead of on whichever ran then. A row's
+    figures are its medians over the rounds."""
+    figures: dict[str, list[Measurement]] = {row.name: [] for row in rows}
+    for concurrency in run.args.concurrency:
+        rounds: dict[str, list[Measurement]] = {row.name: [] for row in rows}
+        for index in range(run.args.rounds):
+            for row in rows:
+                measurement = row.measure(concurrency)
+                print(f"{row.name} (round {index + 1}): {measurement}", flush=True)
+                rounds[row.name].append(measurement)
+        for row in rows:
+            figures[row.name].append(median_of(rounds[row.name]))
+    for row in rows:
+        rss = round(peak_rss_mb(row.pid), 1)
+        run.results.append(ServerResult(row.name, row.description, rss, figures[row.name]))
+
+
+def median_of(rounds: list[Measurement]) -> Measurement:
+    def median(values: list[float], digits: int) -> float:
+        return round(float(np.median(values)), digits)
+
+    return Measurement(
+        concurrency=rounds[0].concurrency,
+        duration_s=round(sum(m.duration_s for m in rounds), 2),
+        requests=sum(m.requests for m in rounds),
+        errors=sum(m.errors for m in rounds),
+        requests_per_s=median([m.requests_per_s for m in rounds], 1),
+        p50_ms=median([m.p50_ms for m in rounds], 2),
+        p99_ms=median([m.p99_ms for m in rounds], 2),
+        rounds_requests_per_s=[m.requests_per_s for m in rounds],
+    )
 
 
 def ours(name: str, model_code: Path, args: argparse.Namespace, *, grpc: bool) -> Server:
@@ -558,6 +606,7 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "max_batch_size": args.max_batch_size,
             "batch_timeout_micros": args.batch_timeout_micros,
             "before_ref": args.before_ref,
@@ -570,18 +619,21 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
     (args.output_dir / "serving.json").write_text(json.dumps(document, indent=2) + "\n")
 
     lines = [
-        f"Closed loop, single-image requests, {args.duration:g} s per concurrency after "
-        f"{args.warmup:g} s warm-up, {os.cpu_count()} CPUs, client on the same machine, "
-        f"1-minute load average {load:.1f} at the end.",
+        f"Closed loop, single-image requests; at each concurrency {args.rounds} rounds, each "
+        f"measuring every row in turn for {args.duration:g} s after {args.warmup:g} s of "
+        "warm-up; figures are medians over the rounds. "
+        f"{os.cpu_count()} CPUs, client on the same machine, 1-minute load average {load:.1f} "
+        "at the end.",
         "",
-        "| concurrency | server | req/s | p50 ms | p99 ms | errors |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| concurrency | server | req/s | req/s per round | p50 ms | p99 ms | errors |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for index, concurrency in enumerate(args.concurrency):
         for result in run.results:
             m = result.measurements[index]
             lines.append(
-                f"| {concurrency} | {result.name} | {m.requests_per_s:.1f} | {m.p50_ms:.2f} | "
+                f"| {concurrency} | {result.name} | {m.requests_per_s:.1f} | "
+                f"{', '.join(f'{r:.0f}' for r in m.rounds_requests_per_s)} | {m.p50_ms:.2f} | "
                 f"{m.p99_ms:.2f} | {m.errors} |"
             )
     lines += [
@@ -629,8 +681,9 @@ def concurrency_list(raw: str) -> list[int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per concurrency")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first")
+    parser.add_argument("--duration", type=int, default=5, help="seconds measured per round")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per concurrency")
     parser.add_argument("--concurrency", type=concurrency_list, default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
@@ -662,24 +715,30 @@ def main() -> int:
     limits = in_process_limits(run)
     response_file = args.log_dir / "answer.json"
     response_file.write_bytes(one_answer(run))
-    measure(ours("ours", MODEL_DIR, args, grpc=True), run)
-    if args.before_ref:
-        with checkout(args.before_ref) as tree:
-            measure(ours(f"ours @ {args.before_ref}", tree / "model", args, grpc=False), run)
-    if "kserve" not in skip:
-        measure(kserve(1, "KServe 0.21 ModelServer, its default: 1 worker"), run)
-        measure(
-            kserve(
-                KSERVE_WORKERS_FOR_THROUGHPUT,
-                f"KServe 0.21 ModelServer, --workers {KSERVE_WORKERS_FOR_THROUGHPUT} (one per "
-                "core: its docs' way to use more of the CPUs)",
-            ),
-            run,
-        )
-    if "ceiling" not in skip:
-        measure(ceiling(response_file), run)
-    if "flask" not in skip:
-        measure(flask_seed(), run)
+    with contextlib.ExitStack() as stack:
+        # Every server runs for the whole run, idle but for the one being measured.
+        rows = start(ours("ours", MODEL_DIR, args, grpc=True), run, stack)
+        if args.before_ref:
+            tree = stack.enter_context(checkout(args.before_ref))
+            rows += start(
+                ours(f"ours @ {args.before_ref}", tree / "model", args, grpc=False), run, stack
+            )
+        if "kserve" not in skip:
+            rows += start(kserve(1, "KServe 0.21 ModelServer, its default: 1 worker"), run, stack)
+            rows += start(
+                kserve(
+                    KSERVE_WORKERS_FOR_THROUGHPUT,
+                    f"KServe 0.21 ModelServer, --workers {KSERVE_WORKERS_FOR_THROUGHPUT} (one "
+                    "per core: its docs' way to use more of the CPUs)",
+                ),
+                run,
+                stack,
+            )
+        if "ceiling" not in skip:
+            rows += start(ceiling(response_file), run, stack)
+        if "flask" not in skip:
+            rows += start(flask_seed(), run, stack)
+        measure_interleaved(rows, run)
     write_results(run, limits, comparisons(run, limits))
     return 0
 
