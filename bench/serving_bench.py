@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -64,7 +64,6 @@ GUNICORN_WORKERS = 2
 # KServe's docs give --workers for using more of the container's CPUs: one per core here.
 KSERVE_WORKERS_FOR_THROUGHPUT = 2
 IN_PROCESS_CALLS = 300
-Protocol = Literal["rest", "grpc"]
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,8 @@ class Batcher:
 
     def _batch_can_run(self) -> bool:
         """The pending jobs fill a batch, or every prediction in the server is among them."""
-        return self._pending_rows >= self._max_batch_size or self._predictions_in_flight() <= len(
-            self._pending
-        )
+        full = self._pending_rows >= self._max_batch_size
+        return full or self._predictions_in_flight() <= len(self._pending)
 
     @staticmethod
     def _wake(wake_up: asyncio.Future[None]) -> None:
