@@ -26,12 +26,7 @@ TARBALL="$CACHE_DIR/debian-python-$SUITE.tar.gz"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-force=0
-case "${1:-}" in
-"") ;;
---force) force=1 ;;
-*) echo "usage: $0 [--force]" >&2; exit 2 ;;
-esac
+parse_force_flag "$@"
 
 # The first Debian mirror URI in apt's sources that serves the bookworm suite itself (not
 # -updates or -security). DEBIAN_MIRROR overrides it.

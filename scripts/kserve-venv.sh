@@ -29,28 +29,12 @@ INSTALL_FLAGS=(--quiet --strict --compile-bytecode)
 # shellcheck source=scripts/lib.sh disable=SC1091
 source "$ROOT/scripts/lib.sh"
 
-force=0
-case "${1:-}" in
-"") ;;
---force) force=1 ;;
-*) echo "usage: $0 [--force]" >&2; exit 2 ;;
-esac
+parse_force_flag "$@"
 
 [[ -f "$REQUIREMENTS" ]] || die "missing $REQUIREMENTS"
 
-wanted="$(
-    {
-        "$PYTHON" --version 2>&1
-        echo "${INSTALL_FLAGS[*]}"
-        cat "$REQUIREMENTS"
-    } | sha256sum | cut -d' ' -f1
-)"
-
-if venv_is_current "$VENV" "$wanted" "$force"; then
-    log "up to date: $VENV"
-    exit 0
-fi
-venv_prepare "$VENV" "$PYTHON"
+wanted="$(venv_inputs_hash "$PYTHON" "${INSTALL_FLAGS[*]}" "$REQUIREMENTS")"
+venv_needs_install "$VENV" "$PYTHON" "$wanted" "$force" || exit 0
 log "installing bench/requirements-kserve.txt"
 # The file pins every package, transitive ones included, so it is synced as it stands: exactly
 # those versions, anything an older list had installed removed, and --strict checks afterwards

@@ -18,18 +18,38 @@ go_module_dir() {
         python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
 }
 
-# A virtualenv kept in step with its requirements by a hash stamp inside it: `wanted` is the
-# hash of everything the install depends on (interpreter, flags, requirements files).
-venv_is_current() {
-    local venv="$1" wanted="$2" force="$3"
-    [[ $force -eq 0 && -x "$venv/bin/python" && -f "$venv/.requirements.sha256" ]] &&
-        [[ "$(<"$venv/.requirements.sha256")" == "$wanted" ]]
+# Sets `force` from the scripts' one optional argument, --force; anything else is a usage error.
+parse_force_flag() {
+    force=0
+    case "${1:-}" in
+    "") ;;
+    --force) force=1 ;;
+    *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+    esac
 }
 
-# Creates the virtualenv if it is missing and drops its stamp before an install, so an
-# interrupted install leaves none and is redone next time.
-venv_prepare() {
-    local venv="$1" python="$2"
+# A virtualenv is kept in step with its requirements by a hash stamp inside it: the hash of
+# everything the install depends on (interpreter, install flags, requirements files).
+venv_inputs_hash() {
+    local python="$1" flags="$2"
+    shift 2
+    {
+        "$python" --version 2>&1
+        echo "$flags"
+        cat "$@"
+    } | sha256sum | cut -d' ' -f1
+}
+
+# True when the virtualenv needs an install (stamp missing or stale, or force=1); it is then
+# created if missing and its stamp dropped, so an interrupted install leaves none and is redone
+# next time. False, with a log line, when it is up to date.
+venv_needs_install() {
+    local venv="$1" python="$2" wanted="$3" force="$4"
+    if [[ $force -eq 0 && -x "$venv/bin/python" && -f "$venv/.requirements.sha256" ]] &&
+        [[ "$(<"$venv/.requirements.sha256")" == "$wanted" ]]; then
+        log "up to date: $venv"
+        return 1
+    fi
     if [[ ! -x "$venv/bin/python" ]]; then
         log "creating $venv"
         "$(dirname "${BASH_SOURCE[0]}")/uv.sh" venv --quiet --python "$python" "$venv"

@@ -17,27 +17,11 @@ PYTHON="${PYTHON:-python3}"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-force=0
-case "${1:-}" in
-"") ;;
---force) force=1 ;;
-*) echo "usage: $0 [--force]" >&2; exit 2 ;;
-esac
+parse_force_flag "$@"
 
-wanted="$(
-    {
-        "$PYTHON" --version 2>&1
-        echo compile-bytecode
-        cat "$MODEL_DIR/requirements.txt" "$MODEL_DIR/requirements-protos.txt" \
-            "$MODEL_DIR/requirements-dev.txt"
-    } | sha256sum | cut -d' ' -f1
-)"
-
-if venv_is_current "$VENV" "$wanted" "$force"; then
-    log "up to date: $VENV"
-    exit 0
-fi
-venv_prepare "$VENV" "$PYTHON"
+wanted="$(venv_inputs_hash "$PYTHON" compile-bytecode "$MODEL_DIR/requirements.txt" \
+    "$MODEL_DIR/requirements-protos.txt" "$MODEL_DIR/requirements-dev.txt")"
+venv_needs_install "$VENV" "$PYTHON" "$wanted" "$force" || exit 0
 log "installing model/requirements-dev.txt"
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI here), Python never caches
 # bytecode, and every process that imports TensorFlow (each test server) would compile it from
