@@ -1,8 +1,15 @@
-"""Prometheus metrics, in a registry of their own so each app instance counts separately."""
+"""Prometheus metrics, in a registry of their own so each app instance counts separately.
+
+With SERVING_PROCESSES > 1 every process writes its values to files under
+PROMETHEUS_MULTIPROC_DIR (set by the supervisor before the processes start, which is when
+prometheus_client reads it), and a scrape, whichever process answers it, reports the sums over
+all of them.
+"""
 
 from __future__ import annotations
 
-import collections
+import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,6 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Request latency from sub-millisecond (one image, batch of one) to the drain timeout scale.
 LATENCY_BUCKETS = (
@@ -59,35 +68,55 @@ GRPC_STATUS_OF_HTTP = {
 }
 
 
-class _RequestCount:
+# Read when prometheus_client reads it, at import: values go to files under it if it is set.
+SHARED_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+# Counted as an ordinary counter (so it adds up across processes), printed under TF Serving's
+# name by render_tf_serving_request_count.
+_REQUEST_COUNT = "serving_tf_serving_requests"
+
+
+def render_tf_serving_request_count(family: Metric | None) -> bytes:
     """TF Serving's request counter as its exporter writes it (util/prometheus_exporter.cc):
     a counter sample named without the `_total` that prometheus_client would append."""
+    counts = sorted(
+        (sample.labels["model_name"], sample.labels["status"], int(sample.value))
+        for sample in (family.samples if family is not None else ())
+        if sample.name.endswith("_total")
+    )
+    lines = [
+        f"# HELP {TF_SERVING_REQUEST_COUNT} The total number of requests.",
+        f"# TYPE {TF_SERVING_REQUEST_COUNT} counter",
+        *(
+            f'{TF_SERVING_REQUEST_COUNT}{{model_name="{model}",status="{status}"}} {count}'
+            for model, status, count in counts
+        ),
+    ]
+    return ("\n".join(lines) + "\n").encode()
 
-    def __init__(self) -> None:
-        self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
 
-    def inc(self, model_name: str, status: str) -> None:
-        self._counts[model_name, status] += 1
+class _Families:
+    """Already collected metric families, in the shape generate_latest reads."""
 
-    def render(self) -> bytes:
-        lines = [
-            f"# HELP {TF_SERVING_REQUEST_COUNT} The total number of requests.",
-            f"# TYPE {TF_SERVING_REQUEST_COUNT} counter",
-            *(
-                f'{TF_SERVING_REQUEST_COUNT}{{model_name="{model}",status="{status}"}} {count}'
-                for (model, status), count in sorted(self._counts.items())
-            ),
-        ]
-        return ("\n".join(lines) + "\n").encode()
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
 
 
 class Metrics:
     """Everything the server exports at /metrics and /monitoring/prometheus/metrics: its own
     series, and TensorFlow Serving's request series under TF Serving's names."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_dir: str | None = SHARED_DIR) -> None:
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
+        if shared_dir is None:
+            ProcessCollector(registry=self.registry)
+            self._scraped: CollectorRegistry = self.registry
+        else:
+            # Every process's files; process_* series describe one process only, so none.
+            self._scraped = CollectorRegistry()
+            MultiProcessCollector(self._scraped, path=shared_dir)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "serving_requests",
             "HTTP requests handled, by API and HTTP status code.",
@@ -105,6 +134,7 @@ class Metrics:
             "serving_in_flight_requests",
             "HTTP requests currently being handled.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.batch_size = Histogram(
             "serving_batch_size",
@@ -118,7 +148,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.tf_serving_request_count = _RequestCount()
+        self.tf_serving_request_count = Counter(
+            _REQUEST_COUNT,
+            "Model API calls, by gRPC status name (exported as TF Serving's request_count).",
+            ["model_name", "status"],
+            registry=self.registry,
+        )
         self.tf_serving_request_latency = Histogram(
             TF_SERVING_REQUEST_LATENCY,
             "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
@@ -130,6 +165,8 @@ class Metrics:
             "serving_model_ready",
             "1 while the model is loaded, warmed up and not draining; 0 otherwise.",
             registry=self.registry,
+            # Ready only if every serving process is.
+            multiprocess_mode="livemin",
         )
 
     def record_request(
@@ -137,11 +174,15 @@ class Metrics:
     ) -> None:
         """A call to a model's API (REST or GRPC) in TF Serving's series: counted by its gRPC
         status name, and timed when it succeeded (as TF Serving does)."""
-        self.tf_serving_request_count.inc(model_name, status)
+        self.tf_serving_request_count.labels(model_name, status).inc()
         if status == "OK":
             self.tf_serving_request_latency.labels(model_name, api, entrypoint).observe(
                 seconds * 1e6
             )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry) + self.tf_serving_request_count.render()
+        families = list(self._scraped.collect())
+        # Absent from the shared files until the first request.
+        request_count = next((family for family in families if family.name == _REQUEST_COUNT), None)
+        others = (family for family in families if family is not request_count)
+        return generate_latest(_Families(others)) + render_tf_serving_request_count(request_count)

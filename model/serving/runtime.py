@@ -12,7 +12,7 @@ import enum
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from serving.batching import Batcher
 from serving.config import Settings
@@ -44,9 +44,18 @@ def warm_up_sizes(max_batch_size: int) -> tuple[int, ...]:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        wait_for_siblings: Callable[[], object] = lambda: None,
+    ) -> None:
+        """``wait_for_siblings`` blocks until every other serving process has loaded its model
+        too (and raises if one failed), so that none turns ready alone: requests reach
+        whichever process accepts the connection."""
         self.settings = settings
         self.metrics = metrics
+        self._wait_for_siblings = wait_for_siblings
         self.phase = Phase.LOADING
         self.model: LoadedModel | None = None
         self._batcher: Batcher | None = None
@@ -62,16 +71,18 @@ class Runtime:
                 load_latest, settings.model_name, settings.model_base_path
             )
             await asyncio.to_thread(model.warm_up, warm_up_sizes(settings.max_batch_size))
+            # TensorFlow leaves ~300k long-lived objects; every full collection would walk them
+            # all, a pause of ~180 ms for every request in flight. Frozen, collections skip them.
+            gc.collect()
+            gc.freeze()
+            # The last step, so that sibling processes turn ready within moments of each other.
+            await asyncio.to_thread(self._wait_for_siblings)
         except Exception:
             logger.exception(
                 "could not load model %s from %s", settings.model_name, settings.model_base_path
             )
             self.phase = Phase.FAILED
             return
-        # TensorFlow leaves ~300k long-lived objects; every full collection would walk them all,
-        # a pause of ~180 ms for every request in flight. Frozen, collections skip them.
-        gc.collect()
-        gc.freeze()
         self.model = model
         self._batcher = Batcher(
             model.predict,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from types import FrameType
 
 import grpc
@@ -92,8 +93,10 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def build_server(settings: Settings) -> DrainingServer:
-    runtime = Runtime(settings, Metrics())
+def build_server(
+    settings: Settings, wait_for_siblings: Callable[[], object] = lambda: None
+) -> DrainingServer:
+    runtime = Runtime(settings, Metrics(), wait_for_siblings)
     config = uvicorn.Config(
         create_app(runtime),
         host=settings.host,

@@ -22,6 +22,7 @@ def test_defaults_match_tf_serving_conventions() -> None:
     assert settings.max_request_bytes == 1024 * 1024
     assert settings.drain_timeout_s == 30
     assert settings.log_level == "info"
+    assert settings.processes == 1
 
 
 def test_model_base_path_defaults_to_models_slash_name() -> None:
@@ -35,6 +36,8 @@ def test_model_base_path_defaults_to_models_slash_name() -> None:
         ("PORT", "http", "PORT='http': not an integer"),
         ("PORT", "70000", "PORT='70000': must be between 1 and 65535"),
         ("MAX_BATCH_SIZE", "0", "MAX_BATCH_SIZE='0': must be between 1 and 1024"),
+        ("SERVING_PROCESSES", "0", "SERVING_PROCESSES='0': must be between 1 and 64"),
+        ("SERVING_PROCESSES", "two", "SERVING_PROCESSES='two': not an integer"),
         ("MAX_BATCH_SIZE", "1025", "MAX_BATCH_SIZE='1025': must be between 1 and 1024"),
         ("BATCH_TIMEOUT_MICROS", "-1", "BATCH_TIMEOUT_MICROS='-1': must be between 0"),
         ("BATCH_TIMEOUT_MICROS", "10000001", "'10000001': must be between 0 and 10000000"),
@@ -83,9 +86,14 @@ def test_cli_reports_every_problem_without_traceback() -> None:
         assert fragment in result.stderr
 
 
-def test_unloadable_model_exits_1_with_the_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_unloadable_model_exits_1_with_the_reason(tmp_path: Path, processes: str) -> None:
     (tmp_path / "digits" / "1").mkdir(parents=True)
     (tmp_path / "digits" / "1" / "saved_model.pb").write_bytes(b"not a protobuf")
-    server = launch_server(tmp_path / "server.log", MODEL_BASE_PATH=str(tmp_path / "digits"))
+    server = launch_server(
+        tmp_path / "server.log",
+        MODEL_BASE_PATH=str(tmp_path / "digits"),
+        SERVING_PROCESSES=processes,
+    )
     assert server.process.wait(120) == 1, server.log()
     assert "could not load model digits" in server.log()

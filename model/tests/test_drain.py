@@ -16,10 +16,13 @@ from training.train import Split
 PREDICT = "/v1/models/digits:predict"
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_sigterm_finishes_in_flight_refuses_new_and_exits_0(
-    start: Callable[..., ServerProcess], split: Split
+    start: Callable[..., ServerProcess], split: Split, processes: str
 ) -> None:
-    server = start(MAX_BATCH_SIZE="64", DRAIN_TIMEOUT_SECONDS="30")
+    """With several processes the in-flight requests are spread over them (the metrics sum
+    them), and every one drains before the group exits."""
+    server = start(MAX_BATCH_SIZE="64", DRAIN_TIMEOUT_SECONDS="30", SERVING_PROCESSES=processes)
     in_flight = 6
     images = split.x_test[:in_flight]
     bodies = [HeldBody(json.dumps({"instances": [image.tolist()]}).encode()) for image in images]
