@@ -8,10 +8,12 @@ REST, ghz (Go) for gRPC. A Python client saturated its core before the ceiling d
 ceiling measured the client.
 
 - ours, over REST and over gRPC (TensorFlow Serving's PredictionService, same server);
+- ours with SERVING_PROCESSES=--processes (one per core by default), over REST;
 - ours at an older commit (`--before-ref`), to show a change side by side;
 - KServe's Python ModelServer (`kserve` 0.21, bench/kserve_peer.py, its own virtualenv): its
   default single worker and the multi-worker setup its docs give for throughput;
-- the transport ceiling: our HTTP stack answering a precomputed response (transport_ceiling.py);
+- the transport ceiling: our HTTP stack answering a precomputed response (transport_ceiling.py),
+  in one process and in as many processes as ours (each of ours is compared with its own);
 - the seed's Flask + Keras `predict` per request (flask_baseline.py);
 - and, in process with no server, the model's signature call at batch 1 and at the batch limit.
 
@@ -63,6 +65,7 @@ STARTUP_TIMEOUT_S = 180.0
 GUNICORN_WORKERS = 2
 # KServe's docs give --workers for using more of the container's CPUs: one per core here.
 KSERVE_WORKERS_FOR_THROUGHPUT = 2
+CEILING = "transport ceiling"
 IN_PROCESS_CALLS = 300
 
 
@@ -399,7 +402,9 @@ def median_of(rounds: list[Measurement]) -> Measurement:
     )
 
 
-def ours(name: str, model_code: Path, args: argparse.Namespace, *, grpc: bool) -> Server:
+def ours(
+    name: str, model_code: Path, args: argparse.Namespace, *, grpc: bool, processes: int = 1
+) -> Server:
     port, grpc_port = free_port(), free_port()
     env = {
         "PYTHONPATH": str(model_code),
@@ -411,9 +416,11 @@ def ours(name: str, model_code: Path, args: argparse.Namespace, *, grpc: bool) -
         "BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros),
         "LOG_LEVEL": "warning",
     }
+    if processes > 1:  # an older commit may not know the variable
+        env["SERVING_PROCESSES"] = str(processes)
     description = (
-        f"python -m serving: 1 process, uvicorn+uvloop, MAX_BATCH_SIZE={args.max_batch_size}, "
-        f"BATCH_TIMEOUT_MICROS={args.batch_timeout_micros}"
+        f"python -m serving: SERVING_PROCESSES={processes}, uvicorn+uvloop, "
+        f"MAX_BATCH_SIZE={args.max_batch_size}, BATCH_TIMEOUT_MICROS={args.batch_timeout_micros}"
     )
     return Server(
         name,
@@ -439,18 +446,30 @@ def kserve(workers: int, description: str) -> Server:
     return Server(f"kserve x{workers}", description, command, env, port)
 
 
-def ceiling(response_file: Path) -> Server:
+def ceiling(response_file: Path, processes: int = 1) -> Server:
     port = free_port()
     return Server(
-        "transport ceiling",
+        ceiling_name(processes),
         "our predict path's HTTP stack (uvicorn+uvloop+httptools, a bare ASGI app, Starlette's "
         "Request and Response) answering a precomputed response of the real size: no model, "
-        "no JSON work",
+        f"no JSON work; {processes} process(es) sharing the listener, as ours do",
         [sys.executable, str(ROOT / "bench" / "transport_ceiling.py")],
-        {"PORT": str(port), "BENCH_RESPONSE_FILE": str(response_file)},
+        {
+            "PORT": str(port),
+            "BENCH_RESPONSE_FILE": str(response_file),
+            "CEILING_PROCESSES": str(processes),
+        },
         port,
         answers_for_real=False,
     )
+
+
+def ours_name(processes: int) -> str:
+    return "ours" if processes == 1 else f"ours x{processes}"
+
+
+def ceiling_name(processes: int) -> str:
+    return CEILING if processes == 1 else f"{CEILING} x{processes}"
 
 
 def flask_seed() -> Server:
@@ -533,34 +552,54 @@ def ratio(mine: float, theirs: float) -> float:
     return round(mine / theirs, 2) if theirs else float("inf")
 
 
-def comparisons(run: Run, limits: dict[str, Any]) -> dict[str, Any]:
-    """Ours against the peer's best configuration, its default, the ceiling and the limits;
-    and the issue's goals, checked."""
+def comparisons(run: Run, limits: dict[str, Any], process_counts: list[int]) -> dict[str, Any]:
+    """Each of ours (one process, and more) against the peer's best configuration, its default,
+    the ceiling with the same number of processes and the limits; and the issue's goals,
+    checked for each."""
     servers = by_name(run)
-    mine = servers["ours"].measurements
     peers = [servers[name] for name in servers if name.startswith("kserve")]
-    rows = []
-    for index, m in enumerate(mine):
-        row: dict[str, Any] = {"concurrency": m.concurrency}
-        if peers:
-            best = max(peers, key=lambda peer: peer.measurements[index].requests_per_s)
-            theirs = best.measurements[index]
-            row |= {
-                "kserve_best": best.name,
-                "throughput_over_kserve_best": ratio(m.requests_per_s, theirs.requests_per_s),
-                "p99_over_kserve_best": ratio(m.p99_ms, theirs.p99_ms),
-            }
-        if "kserve x1" in servers:
-            default = servers["kserve x1"].measurements[index]
-            row["throughput_over_kserve_default"] = ratio(m.requests_per_s, default.requests_per_s)
-        if "transport ceiling" in servers:
-            top = servers["transport ceiling"].measurements[index]
-            row["throughput_over_ceiling"] = ratio(m.requests_per_s, top.requests_per_s)
-        batch_max = limits[f"batch_{run.args.max_batch_size}"]["images_per_s"]
-        row["throughput_over_in_process_batch_max"] = ratio(m.requests_per_s, batch_max)
-        rows.append(row)
+    batch_max = limits[f"batch_{run.args.max_batch_size}"]["images_per_s"]
+    rows, goals = [], []
+    for processes in process_counts:
+        name = ours_name(processes)
+        if name not in servers:
+            continue
+        mine = servers[name].measurements
+        ceiling_row = servers.get(ceiling_name(processes))
+        variant = []
+        for index, m in enumerate(mine):
+            row: dict[str, Any] = {"server": name, "concurrency": m.concurrency}
+            if peers:
+                best = max(peers, key=lambda peer: peer.measurements[index].requests_per_s)
+                theirs = best.measurements[index]
+                row |= {
+                    "kserve_best": best.name,
+                    "throughput_over_kserve_best": ratio(m.requests_per_s, theirs.requests_per_s),
+                    "p99_over_kserve_best": ratio(m.p99_ms, theirs.p99_ms),
+                }
+            if "kserve x1" in servers:
+                default = servers["kserve x1"].measurements[index]
+                row["throughput_over_kserve_default"] = ratio(
+                    m.requests_per_s, default.requests_per_s
+                )
+            if ceiling_row is not None:
+                top = ceiling_row.measurements[index]
+                row["throughput_over_ceiling"] = ratio(m.requests_per_s, top.requests_per_s)
+            row["throughput_over_in_process_batch_max"] = ratio(m.requests_per_s, batch_max)
+            variant.append(row)
+        rows += variant
+        goals += [(name, goal, met) for goal, met in _goals(mine, variant, bool(peers))]
+    return {
+        "rows": rows,
+        "goals": [{"server": name, "goal": goal, "met": met} for name, goal, met in goals],
+    }
+
+
+def _goals(
+    mine: list[Measurement], rows: list[dict[str, Any]], with_peers: bool
+) -> list[tuple[str, bool]]:
     goals = []
-    if peers:
+    if with_peers:
         goals.append(
             (
                 "throughput ≥ KServe's best and p99 lower, at every concurrency",
@@ -582,13 +621,14 @@ def comparisons(run: Run, limits: dict[str, Any]) -> dict[str, Any]:
     if "throughput_over_ceiling" in top_row:
         goals.append(
             (
-                f"at concurrency {top_row['concurrency']}: ≥ 70% of the transport ceiling",
+                f"at concurrency {top_row['concurrency']}: ≥ 70% of the transport ceiling "
+                "(same process count)",
                 top_row["throughput_over_ceiling"] >= 0.7,
             )
         )
     if mine[0].concurrency == 1:
         goals.append(("p50 at concurrency 1 ≤ 0.8 ms", mine[0].p50_ms <= 0.8))
-    return {"rows": rows, "goals": [{"goal": g, "met": met} for g, met in goals]}
+    return goals
 
 
 def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) -> None:
@@ -646,11 +686,11 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
             for v in limits.values()
         ),
         "",
-        "| concurrency | ours/KServe best (req/s) | ours/KServe best (p99) | ours/KServe x1 | "
-        "ours/ceiling | ours/in-process batch max |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| server | concurrency | /KServe best (req/s) | /KServe best (p99) | /KServe x1 | "
+        "/ceiling (same processes) | /in-process batch max |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
         *(
-            f"| {r['concurrency']} | {r.get('throughput_over_kserve_best', '-')}x "
+            f"| {r['server']} | {r['concurrency']} | {r.get('throughput_over_kserve_best', '-')}x "
             f"({r.get('kserve_best', '-')}) | {r.get('p99_over_kserve_best', '-')}x | "
             f"{r.get('throughput_over_kserve_default', '-')}x | "
             f"{r.get('throughput_over_ceiling', '-')}x | "
@@ -658,9 +698,12 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
             for r in compared["rows"]
         ),
         "",
-        "| goal | met |",
-        "| --- | --- |",
-        *(f"| {g['goal']} | {'yes' if g['met'] else 'no'} |" for g in compared["goals"]),
+        "| server | goal | met |",
+        "| --- | --- | --- |",
+        *(
+            f"| {g['server']} | {g['goal']} | {'yes' if g['met'] else 'no'} |"
+            for g in compared["goals"]
+        ),
         "",
         "| server | peak RSS (MiB, sum over processes) | configuration |",
         "| --- | ---: | --- |",
@@ -686,6 +729,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=concurrency_list, default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="SERVING_PROCESSES of the second row of ours, and of the second ceiling; "
+        "1 leaves both out",
+    )
     parser.add_argument(
         "--before-ref", help="also measure our runtime as of this git ref (e.g. HEAD~3)"
     )
@@ -716,7 +766,16 @@ def main() -> int:
     response_file.write_bytes(one_answer(run))
     with contextlib.ExitStack() as stack:
         # Every server runs for the whole run, idle but for the one being measured.
-        rows = start(ours("ours", MODEL_DIR, args, grpc=True), run, stack)
+        rows = start(ours(ours_name(1), MODEL_DIR, args, grpc=True), run, stack)
+        if args.processes > 1:
+            # REST only: a gRPC channel is one HTTP/2 connection, which one process serves.
+            rows += start(
+                ours(
+                    ours_name(args.processes), MODEL_DIR, args, grpc=False, processes=args.processes
+                ),
+                run,
+                stack,
+            )
         if args.before_ref:
             tree = stack.enter_context(checkout(args.before_ref))
             rows += start(
@@ -735,10 +794,12 @@ def main() -> int:
             )
         if "ceiling" not in skip:
             rows += start(ceiling(response_file), run, stack)
+            if args.processes > 1:
+                rows += start(ceiling(response_file, args.processes), run, stack)
         if "flask" not in skip:
             rows += start(flask_seed(), run, stack)
         measure_interleaved(rows, run)
-    write_results(run, limits, comparisons(run, limits))
+    write_results(run, limits, comparisons(run, limits, sorted({1, args.processes})))
     return 0
 
 

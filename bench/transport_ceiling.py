@@ -3,7 +3,7 @@ httptools, a bare ASGI app, Starlette's Request to read the body whole and its R
 answer: the runtime's exact configuration) answering every call with a precomputed response of
 the real size: no model, no JSON work, no batching, no metrics. What our runtime could reach if
 everything but the transport cost nothing. Started by serving_bench.py; BENCH_RESPONSE_FILE
-holds the answer.
+holds the answer, CEILING_PROCESSES the number of processes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 if __name__ == "__main__":
+    processes = int(os.environ.get("CEILING_PROCESSES", "1"))
     uvicorn.run(
-        app,
+        # By import string: uvicorn's worker processes import it (sharing one listener, as
+        # SERVING_PROCESSES does).
+        "transport_ceiling:app",
+        app_dir=str(Path(__file__).parent),
+        workers=processes,
         host="127.0.0.1",
         port=int(os.environ["PORT"]),
         loop="uvloop",
