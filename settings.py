@@ -8,6 +8,7 @@ once, each naming the key, the bad value and the rule.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,6 +145,8 @@ class ServerSettings:
     shutdown_timeout_seconds: int
     max_batch_size: int
     batch_timeout_micros: int
+    serving_processes: int
+    """Python runtime: processes per pod (SERVING_PROCESSES)."""
     service_type: ServiceType
     allowed_ingress_namespaces: tuple[str, ...]
     allowed_ingress_cidrs: tuple[str, ...]
@@ -168,6 +171,7 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     gpu_pool = read_gpu_pool(reader)
     server = _server(reader, runtime)
     _check_across(reader, gpu_pool, server)
+    _check_serving_processes(reader, image, server)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Settings(kubernetes=kubernetes, image=image, gpu_pool=gpu_pool, server=server)
@@ -269,6 +273,7 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
         shutdown_timeout_seconds=_runtime_knob(r, "shutdownTimeoutSeconds"),
         max_batch_size=_runtime_knob(r, "maxBatchSize"),
         batch_timeout_micros=_runtime_knob(r, "batchTimeoutMicros"),
+        serving_processes=_runtime_knob(r, "servingProcesses"),
         service_type=r.choice(
             "serviceType", cast(tuple[ServiceType, ...], ("ClusterIP", "NodePort", "LoadBalancer"))
         ),
@@ -323,6 +328,26 @@ def _metrics(r: Reader) -> MetricsSettings:
 def _runtime_knob(r: Reader, key: str) -> int:
     limit = RUNTIME_LIMITS[key]
     return r.integer(key, minimum=int(limit["min"]), maximum=int(limit["max"]))
+
+
+def _check_serving_processes(r: Reader, image: ImageSettings, server: ServerSettings) -> None:
+    processes = server.serving_processes
+    if processes == 1:
+        return
+    if server.runtime != "python":
+        r.problem("servingProcesses", processes, f"must be 1 with servingRuntime {server.runtime}")
+    elif image.variant == "gpu":
+        r.problem(
+            "servingProcesses",
+            processes,
+            "must be 1 with imageVariant gpu (each process would claim the whole GPU's memory)",
+        )
+    elif processes > (cores := math.ceil(server.resources.cpu_limit.value)):
+        r.problem(
+            "servingProcesses",
+            processes,
+            f"must be ≤ cpuLimit in whole cores ({cores}): a process keeps about one core busy",
+        )
 
 
 def _check_across(r: Reader, pool: GpuPoolSettings, server: ServerSettings) -> None:

@@ -54,6 +54,7 @@ def container_env(server: ServerSettings, profile: RuntimeProfile) -> dict[str, 
         "MAX_BATCH_SIZE": str(server.max_batch_size),
         "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
         **profile.env,
+        **profile.env_from_settings(server),
     }
 
 

@@ -10,13 +10,13 @@ matches every ServingRuntime: a runtime added to settings without a profile fail
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
 import pulumi_kubernetes as k8s
 
-from settings import ServingRuntime
+from settings import ServerSettings, ServingRuntime
 
 REST_PORT = 8501
 GRPC_PORT = 8500
@@ -32,6 +32,8 @@ class RuntimeProfile:
     """Build argument that replaces the stage's base image (imageBaseImage)."""
     env: Mapping[str, str]
     """Environment only this runtime reads, beside the shared knobs."""
+    env_from_settings: Callable[[ServerSettings], Mapping[str, str]]
+    """The stack's settings only this runtime reads, as environment."""
     liveness: k8s.core.v1.ProbeArgs
     """How the kubelet tells a hung server from a live one."""
 
@@ -41,6 +43,7 @@ PYTHON = RuntimeProfile(
     base_image_build_arg="PYTHON_BASE",
     # The pod's own network namespace: the Service and the probes need the pod IP.
     env={"HOST": "0.0.0.0"},
+    env_from_settings=lambda server: {"SERVING_PROCESSES": str(server.serving_processes)},
     liveness=k8s.core.v1.ProbeArgs(
         http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
         period_seconds=10,
@@ -53,6 +56,7 @@ TENSORFLOW_SERVING = RuntimeProfile(
     dockerfile_target="tensorflow-serving",
     base_image_build_arg="TFSERVING_BASE",
     env={},
+    env_from_settings=lambda server: {},
     # TF Serving has no liveness endpoint; an open REST port is its sign of life.
     liveness=k8s.core.v1.ProbeArgs(
         tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),

@@ -20,8 +20,6 @@ LIMITS: Mapping[str, Mapping[str, int]] = json.loads(
     (Path(__file__).with_name("limits.json")).read_text()
 )
 T = TypeVar("T")
-# Each process holds a model copy (about 600 MiB for the digits model); more than this is a typo.
-MAX_PROCESSES = 64
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -172,7 +170,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ),
         ),
         log_level=env.read("LOG_LEVEL", "info", _log_level),
-        processes=env.read("SERVING_PROCESSES", "1", _integer(1, MAX_PROCESSES)),
+        processes=env.read("SERVING_PROCESSES", *_limited("SERVING_PROCESSES")),
     )
     # Checked now, not when loading: a wrong path is a configuration error, reported before
     # the port opens.

@@ -195,6 +195,7 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_and_grpc_ports(
         "MAX_BATCH_SIZE": "16",
         "BATCH_TIMEOUT_MICROS": "4000",
         "DRAIN_TIMEOUT_SECONDS": "30",
+        "SERVING_PROCESSES": "1",
     }
     # TF Serving's gRPC API too, so a client can switch runtimes without changing protocol.
     assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [
@@ -203,6 +204,11 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_and_grpc_ports(
     ]
     service_ports = mocks.one("kubernetes:core/v1:Service").inputs["spec"]["ports"]
     assert [(p["name"], p["port"]) for p in service_ports] == [("http", 8501), ("grpc", 8500)]
+
+
+def test_serving_processes_follow_the_stack_within_its_cpu_limit(mocks: StackMocks) -> None:
+    serve(servingProcesses=3, cpuLimit="2500m")
+    assert env_of(container(mocks))["SERVING_PROCESSES"] == "3"
 
 
 def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackMocks) -> None:

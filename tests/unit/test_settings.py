@@ -166,6 +166,21 @@ CROSS_RULES = [
     ("dev", {"gpuPoolMinNodes": 4, "gpuPoolMaxNodes": 3}, "must be ≤ gpuPoolMaxNodes (3)"),
     ("dev", {"gpuCount": 2}, "gpuCount = 2: must be ≤ gpuAcceleratorsPerNode (1)"),
     (
+        "dev",
+        {"servingProcesses": 2},
+        "servingProcesses = 2: must be ≤ cpuLimit in whole cores (1): a process keeps about one",
+    ),
+    (
+        "dev",
+        {"servingProcesses": 2, "cpuLimit": "2", "imageVariant": "gpu"},
+        "servingProcesses = 2: must be 1 with imageVariant gpu (each process would claim the",
+    ),
+    (
+        "prod",
+        {"servingProcesses": 2},
+        "servingProcesses = 2: must be 1 with servingRuntime tensorflow-serving",
+    ),
+    (
         "prod",
         {"renderYamlToDirectory": "rendered"},
         'kubeContext = "gke_ml-platform-prod_us-central1_serving": must be empty with '
@@ -274,11 +289,13 @@ def test_runtime_knobs_have_the_runtimes_default_and_range(key: str) -> None:
     limit = RUNTIME_LIMITS[key]
     assert DECLARED[key]["default"] == limit["default"]
     low, high = int(limit["min"]), int(limit["max"])
-    assert settings_for("dev", **{key: low}) and settings_for("dev", **{key: high})
+    # What the highest value needs from other keys to be valid.
+    room = {"servingProcesses": {"cpuLimit": str(high + 1)}}.get(key, {})
+    assert settings_for("dev", **{key: low}) and settings_for("dev", **{key: high}, **room)
     assert problems_for("dev", **{key: low - 1}) == [
         f"{PROJECT}:{key} = {low - 1}: must be ≥ {low}"
     ]
-    assert problems_for("dev", **{key: high + 1}) == [
+    assert problems_for("dev", **{key: high + 1}, **room) == [
         f"{PROJECT}:{key} = {high + 1}: must be ≤ {high}"
     ]
 
