@@ -1,8 +1,9 @@
-"""Load the newest SavedModel version and call its ``serving_default`` signature directly."""
+"""Load the newest SavedModel version and run its ``serving_default`` signature."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,19 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from serving.config import find_latest_version
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_NAME = "serving_default"
 SERVING_TAG = "serve"
 # JSON numbers can become any of these; strings/bytes would need TF Serving's base64 convention.
 SUPPORTED_DTYPES = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
+
+
+Tensors = dict[str, np.ndarray]
 
 
 class ModelLoadError(Exception):
@@ -74,6 +81,54 @@ def _as_json(signatures: Mapping[str, meta_graph_pb2.SignatureDef]) -> dict[str,
     }
 
 
+def _session_runner(function: Any) -> Callable[[Tensors], Tensors]:
+    """The signature's graph with its variables frozen into constants, run by a TF1 Session
+    on named tensors, as TensorFlow Serving runs a SavedModel (Session::Run). Same kernels and
+    outputs as calling the eager function, without its per-call Python argument binding and
+    function dispatch: about 40 % less time per call for one image, 25 % for 32 (bench/)."""
+    frozen = convert_variables_to_constants_v2(function)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(frozen.graph.as_graph_def(), name="")
+    session = tf.compat.v1.Session(graph=graph)
+    # The frozen function's inputs and outputs are the signature's, flattened (by sorted name).
+    input_names: list[str] = tf.nest.flatten(
+        {name: name for name in function.structured_input_signature[1]}
+    )
+    output_structure = function.structured_outputs
+    run = session.make_callable(
+        [tensor.name for tensor in frozen.outputs],
+        feed_list=[tensor.name for tensor in frozen.inputs],
+    )
+
+    def predict(inputs: Tensors) -> Tensors:
+        outputs = run(*(inputs[name] for name in input_names))
+        result: Tensors = tf.nest.pack_sequence_as(output_structure, outputs)
+        return result
+
+    return predict
+
+
+def _eager_runner(function: Any) -> Callable[[Tensors], Tensors]:
+    """The signature called as the eager function it was loaded as."""
+
+    def predict(inputs: Tensors) -> Tensors:
+        tensors = {name: tf.constant(value) for name, value in inputs.items()}
+        return {name: value.numpy() for name, value in function(**tensors).items()}
+
+    return predict
+
+
+def signature_runner(function: Any) -> Callable[[Tensors], Tensors]:
+    """The session runner; the eager call for a graph that cannot be frozen (one that updates
+    its variables or holds lookup tables, or whose constants would pass protobuf's 2 GiB)."""
+    try:
+        return _session_runner(function)
+    except Exception as error:  # freezing fails in many ways; the eager call still serves
+        logger.warning("serving the signature as an eager call: it cannot be frozen (%s)", error)
+        return _eager_runner(function)
+
+
 class LoadedModel:
     """One loaded version. ``predict`` is safe to call from a worker thread."""
 
@@ -85,9 +140,9 @@ class LoadedModel:
             raise ModelLoadError(f"{path} has no {SIGNATURE_NAME!r} signature")
         # Keep the loaded object alive: the signature function refers to its variables.
         self._loaded = loaded
-        self._function = loaded.signatures[SIGNATURE_NAME]
-        input_specs: dict[str, tf.TensorSpec] = self._function.structured_input_signature[1]
-        output_specs: dict[str, tf.TensorSpec] = self._function.structured_outputs
+        function = loaded.signatures[SIGNATURE_NAME]
+        input_specs: dict[str, tf.TensorSpec] = function.structured_input_signature[1]
+        output_specs: dict[str, tf.TensorSpec] = function.structured_outputs
         self.inputs = {name: _tensor_info(name, spec) for name, spec in input_specs.items()}
         self.outputs = {name: _tensor_info(name, spec) for name, spec in output_specs.items()}
         for info in self.inputs.values():
@@ -96,10 +151,8 @@ class LoadedModel:
         # The SignatureDefs as protos (gRPC metadata) and as JSON (REST metadata).
         self.signatures = _serving_signatures(path)
         self.signature_defs = _as_json(self.signatures)
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = {name: tf.constant(value) for name, value in inputs.items()}
-        return {name: value.numpy() for name, value in self._function(**tensors).items()}
+        self.predict: Callable[[Tensors], Tensors] = signature_runner(function)
+        """Outputs by name for inputs by name; safe to call from a worker thread."""
 
     def warm_up(self, batch_sizes: tuple[int, ...]) -> None:
         """Run every batch size once so the first real requests pay no one-time costs."""
