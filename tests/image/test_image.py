@@ -150,7 +150,12 @@ def test_final_stage_has_no_build_tools_or_pip(image: str, docker: Docker) -> No
     assert "found" not in result.stdout, result.stdout
 
 
-def test_serves_digits_read_only_and_stops_cleanly(image: str, docker: Docker) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_serves_digits_read_only_and_stops_cleanly(
+    image: str, docker: Docker, processes: str
+) -> None:
+    """With 2 processes the supervisor is PID 1: it keeps its metrics files in the tmpfs and
+    passes `docker stop`'s SIGTERM on to both."""
     fixture = json.loads(FIXTURE.read_text())
     port, grpc_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -164,6 +169,7 @@ def test_serves_digits_read_only_and_stops_cleanly(image: str, docker: Docker) -
         "--env", f"PORT={port}",
         "--env", f"GRPC_PORT={grpc_port}",
         "--env", f"DRAIN_TIMEOUT_SECONDS={DRAIN_TIMEOUT_SECONDS}",
+        "--env", f"SERVING_PROCESSES={processes}",
         image,
     )  # fmt: skip
     try:
