@@ -67,6 +67,12 @@ GUNICORN_WORKERS = 2
 KSERVE_WORKERS_FOR_THROUGHPUT = 2
 CEILING = "transport ceiling"
 IN_PROCESS_CALLS = 300
+# A server can stay busy after its client stops: the seed's gunicorn works through the requests
+# queued in its listen backlog for seconds, which fell on the next row's measurement. Each
+# measurement now waits until the server it measured is idle.
+IDLE_CPU_FRACTION = 0.05
+IDLE_WINDOW_S = 0.5
+IDLE_WAIT_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,31 @@ def process_tree(pid: int) -> list[int]:
     except FileNotFoundError:
         return []
     return [pid, *(descendant for child in child_pids for descendant in process_tree(child))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time over the process tree."""
+    ticks = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            # Fields after the command name: state is the first; utime and stime the 12th, 13th.
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pid: int) -> float:
+    """Waits until the server's process tree is idle (under IDLE_CPU_FRACTION of a core over
+    IDLE_WINDOW_S), at most IDLE_WAIT_MAX_S; returns the seconds waited."""
+    started = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - started < IDLE_WAIT_MAX_S:
+        time.sleep(IDLE_WINDOW_S)
+        after = cpu_seconds(pid)
+        if after - before < IDLE_CPU_FRACTION * IDLE_WINDOW_S:
+            break
+        before = after
+    return time.monotonic() - started
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -377,7 +408,11 @@ def measure_interleaved(rows: list[Row], run: Run) -> None:
         for index in range(run.args.rounds):
             for row in rows:
                 measurement = row.measure(concurrency)
-                print(f"{row.name} (round {index + 1}): {measurement}", flush=True)
+                settled_s = wait_until_idle(row.pid)
+                print(
+                    f"{row.name} (round {index + 1}): {measurement}; idle after {settled_s:.1f} s",
+                    flush=True,
+                )
                 rounds[row.name].append(measurement)
         for row in rows:
             figures[row.name].append(median_of(rounds[row.name]))

@@ -93,6 +93,10 @@ class _Group:
         try:
             for process in self._running:
                 process.start()
+            # Signalled while starting them: the late ones need it too (the early ones get it
+            # twice, which stops them at once: nothing is in flight yet).
+            if self._stopping:
+                self._signal_all(signal.SIGTERM)
             while self._running:
                 multiprocessing.connection.wait([process.sentinel for process in self._running])
                 for process in [p for p in self._running if p.exitcode is not None]:
