@@ -137,7 +137,7 @@ class _Handlers:
                 assert model is not None, "admitted before the model was loaded"
                 parsed = protocol.parse_predict(body, model.inputs)
                 protocol.check_rows(parsed.rows, self.settings.max_batch_size)
-                outputs = await batcher.submit(parsed.inputs, parsed.rows)
+                outputs = await batcher.submit(parsed.inputs, parsed.rows, inline_when_alone=True)
         except NotAcceptingError:
             return self._unavailable()
         except RequestError as error:

@@ -7,9 +7,13 @@ in it (``predictions_in_flight``, counted from the first byte read to the answer
 request never waits out the timeout, while under load, with other predictions being read,
 parsed or answered (whose clients come straight back), the batch keeps filling. One worker
 thread runs the model, so batches never compete with each other for the CPU/GPU, and the event
-loop stays free to parse and answer requests meanwhile. (Even a lone request's call stays off
-the loop: gRPC requests reach the batcher one at a time under load, and a loop blocked by the
-model gathers fewer of them into the next batch.)
+loop stays free to parse and answer requests meanwhile.
+
+One exception: a job submitted with ``inline_when_alone`` that is the only prediction in the
+server runs on the event loop, saving the two thread hand-offs (about 0.15 ms of p50 for a
+lone REST request here). Only REST asks for it: its requests are counted from their first
+byte, so "the only one" is exact. gRPC requests wait inside grpc's core before they are counted,
+and a loop blocked by the model gathered a quarter fewer of them per batch.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class _Job:
     inputs: Arrays
     rows: int
     future: asyncio.Future[Arrays]
+    inline_when_alone: bool
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
@@ -71,12 +76,16 @@ class Batcher:
             self._pending.popleft().future.cancel()
         self._executor.shutdown(wait=True)
 
-    async def submit(self, inputs: Arrays, rows: int) -> Arrays:
-        """Queue one request's rows and wait for its slice of the batch's outputs."""
+    async def submit(self, inputs: Arrays, rows: int, *, inline_when_alone: bool = False) -> Arrays:
+        """Queue one request's rows and wait for its slice of the batch's outputs.
+
+        ``inline_when_alone``: run the model on the event loop if this is the only prediction
+        in flight; only for callers whose waiting requests are all counted in flight.
+        """
         if rows > self._max_batch_size:
             raise ValueError(f"{rows} rows exceed the batch size limit {self._max_batch_size}")
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(inputs, rows, future))
+        self._pending.append(_Job(inputs, rows, future, inline_when_alone))
         self._pending_rows += rows
         # The first pending job starts the deadline's clock; later ones matter only once the
         # batch can run.
@@ -132,6 +141,10 @@ class Batcher:
         self._pending_rows -= rows
         return jobs
 
+    def _alone(self, jobs: list[_Job]) -> bool:
+        """One job, which asked to run inline, and no other prediction anywhere in the server."""
+        return len(jobs) == 1 and jobs[0].inline_when_alone and self._predictions_in_flight() == 1
+
     async def _execute(self, jobs: list[_Job]) -> None:
         rows = sum(job.rows for job in jobs)
         names = jobs[0].inputs.keys()
@@ -143,9 +156,12 @@ class Batcher:
         self._metrics.batch_size.observe(rows)
         started = time.perf_counter()
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, inputs
-            )
+            if self._alone(jobs):
+                outputs = self._run_batch(inputs)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._run_batch, inputs
+                )
         except Exception as error:
             logger.exception("model call failed for a batch of %d rows", rows)
             for job in jobs:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
+from typing import Any
 
 from serving.app import create_app
 from serving.config import load_settings
@@ -66,3 +68,23 @@ def test_warm_up_covers_powers_of_two_and_the_limit() -> None:
     assert warm_up_sizes(1) == (1,)
     assert warm_up_sizes(32) == (1, 2, 4, 8, 16, 32)
     assert warm_up_sizes(48) == (1, 2, 4, 8, 16, 32, 48)
+
+
+def test_a_lone_rest_prediction_runs_on_the_event_loop() -> None:
+    """REST asks the batcher to skip the thread hand-offs when nothing else is in flight."""
+    runtime = make_runtime()
+    with TestClient(create_app(runtime)) as client:
+        deadline = time.monotonic() + 60
+        while runtime.phase is Phase.LOADING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.ready and runtime._batcher is not None
+        threads: list[str] = []
+        run_batch = runtime._batcher._run_batch
+
+        def recording(inputs: dict[str, Any]) -> dict[str, Any]:
+            threads.append(threading.current_thread().name)
+            return run_batch(inputs)
+
+        runtime._batcher._run_batch = recording
+        assert client.post(PREDICT, json={"instances": [IMAGE]}).status_code == 200
+    assert len(threads) == 1 and not threads[0].startswith("inference")

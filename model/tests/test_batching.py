@@ -49,7 +49,12 @@ def batcher_for(
 
 
 async def run_jobs(
-    model: RecordingModel, max_batch_size: int, timeout_s: float, sizes: list[int]
+    model: RecordingModel,
+    max_batch_size: int,
+    timeout_s: float,
+    sizes: list[int],
+    *,
+    inline_when_alone: bool = False,
 ) -> list[Arrays]:
     """Submit one job per size at once, each counted in flight until it has its answer."""
     in_flight = InFlight()
@@ -59,7 +64,9 @@ async def run_jobs(
     async def job(start: int, size: int) -> Arrays:
         in_flight.count += 1
         try:
-            return await batcher.submit(rows(start, size), size)
+            return await batcher.submit(
+                rows(start, size), size, inline_when_alone=inline_when_alone
+            )
         finally:
             in_flight.count -= 1
 
@@ -109,6 +116,37 @@ def test_the_model_runs_off_the_event_loop() -> None:
     asyncio.run(run_jobs(model, 4, 30.0, [2, 2]))
     assert model.batch_sizes == [1, 4]
     assert all(thread.startswith("inference") for thread in model.threads)
+
+
+def test_a_lone_job_that_asks_runs_on_the_event_loop_others_still_off_it() -> None:
+    model = RecordingModel()
+    asyncio.run(run_jobs(model, 4, 30.0, [1], inline_when_alone=True))
+    assert model.threads == [threading.main_thread().name]  # asyncio.run's loop
+    # Not alone: two in flight, batched together on the inference thread.
+    asyncio.run(run_jobs(model, 4, 30.0, [2, 2], inline_when_alone=True))
+    assert model.batch_sizes == [1, 4]
+    assert model.threads[1].startswith("inference")
+
+
+def test_a_job_that_asks_is_not_alone_while_another_prediction_is_in_flight() -> None:
+    """The other one never reaches submit (a parse error): after the timeout the job runs by
+    itself, but off the loop, since the batcher could not know it would be alone."""
+
+    async def scenario() -> RecordingModel:
+        model = RecordingModel()
+        in_flight = InFlight()
+        batcher = batcher_for(model, 64, 0.05, in_flight)
+        batcher.start()
+        try:
+            in_flight.count = 2
+            await batcher.submit(rows(0, 1), 1, inline_when_alone=True)
+        finally:
+            await batcher.stop()
+        return model
+
+    model = asyncio.run(scenario())
+    assert model.batch_sizes == [1]
+    assert model.threads[0].startswith("inference")
 
 
 def test_a_prediction_in_flight_is_waited_for_and_joins_the_batch() -> None:
