@@ -24,6 +24,13 @@ def make_runtime() -> Runtime:
     return Runtime(settings, Metrics())
 
 
+def wait_until_loaded(runtime: Runtime) -> None:
+    """The lifespan loads the model in the background; at most a minute."""
+    deadline = time.monotonic() + 60
+    while runtime.phase is Phase.LOADING and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_not_ready_until_loaded_but_alive() -> None:
     runtime = make_runtime()
     # Without the context manager TestClient skips the lifespan, so the model never loads.
@@ -41,9 +48,7 @@ def test_not_ready_until_loaded_but_alive() -> None:
 def test_ready_after_warm_up_then_refuses_while_draining() -> None:
     runtime = make_runtime()
     with TestClient(create_app(runtime)) as client:
-        deadline = time.monotonic() + 60
-        while runtime.phase is Phase.LOADING and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_loaded(runtime)
         assert runtime.phase is Phase.READY
         # The model's objects are out of the garbage collector's reach: frozen, so full
         # collections stop walking TensorFlow's heap while requests wait.
@@ -74,9 +79,7 @@ def test_a_lone_rest_prediction_runs_on_the_event_loop() -> None:
     """REST asks the batcher to skip the thread hand-offs when nothing else is in flight."""
     runtime = make_runtime()
     with TestClient(create_app(runtime)) as client:
-        deadline = time.monotonic() + 60
-        while runtime.phase is Phase.LOADING and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_loaded(runtime)
         assert runtime.ready and runtime._batcher is not None
         threads: list[str] = []
         run_batch = runtime._batcher._run_batch
