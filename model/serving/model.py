@@ -109,24 +109,31 @@ def _session_runner(function: Any) -> Callable[[Tensors], Tensors]:
     return predict
 
 
-def _eager_runner(function: Any) -> Callable[[Tensors], Tensors]:
+class _EagerCall:
     """The signature called as the eager function it was loaded as."""
 
-    def predict(inputs: Tensors) -> Tensors:
+    def __init__(self, loaded: Any) -> None:
+        # Held: the loaded object owns the variables the function reads.
+        self._loaded = loaded
+        self._function = loaded.signatures[SIGNATURE_NAME]
+
+    def __call__(self, inputs: Tensors) -> Tensors:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
-        return {name: value.numpy() for name, value in function(**tensors).items()}
-
-    return predict
+        return {name: value.numpy() for name, value in self._function(**tensors).items()}
 
 
-def signature_runner(function: Any) -> Callable[[Tensors], Tensors]:
+def signature_runner(loaded: Any) -> Callable[[Tensors], Tensors]:
     """The session runner; the eager call for a graph that cannot be frozen (one that updates
-    its variables or holds lookup tables, or whose constants would pass protobuf's 2 GiB)."""
+    its variables or holds lookup tables, or whose constants would pass protobuf's 2 GiB).
+
+    Only the eager call keeps the loaded SavedModel: the frozen graph holds its own copy of
+    the weights, so the variables are not kept twice.
+    """
     try:
-        return _session_runner(function)
+        return _session_runner(loaded.signatures[SIGNATURE_NAME])
     except Exception as error:  # freezing fails in many ways; the eager call still serves
         logger.warning("serving the signature as an eager call: it cannot be frozen (%s)", error)
-        return _eager_runner(function)
+        return _EagerCall(loaded)
 
 
 class LoadedModel:
@@ -138,8 +145,6 @@ class LoadedModel:
         loaded = tf.saved_model.load(str(path), tags=[SERVING_TAG])
         if SIGNATURE_NAME not in loaded.signatures:
             raise ModelLoadError(f"{path} has no {SIGNATURE_NAME!r} signature")
-        # Keep the loaded object alive: the signature function refers to its variables.
-        self._loaded = loaded
         function = loaded.signatures[SIGNATURE_NAME]
         input_specs: dict[str, tf.TensorSpec] = function.structured_input_signature[1]
         output_specs: dict[str, tf.TensorSpec] = function.structured_outputs
@@ -151,7 +156,7 @@ class LoadedModel:
         # The SignatureDefs as protos (gRPC metadata) and as JSON (REST metadata).
         self.signatures = _serving_signatures(path)
         self.signature_defs = _as_json(self.signatures)
-        self.predict: Callable[[Tensors], Tensors] = signature_runner(function)
+        self.predict: Callable[[Tensors], Tensors] = signature_runner(loaded)
         """Outputs by name for inputs by name; safe to call from a worker thread."""
 
     def warm_up(self, batch_sizes: tuple[int, ...]) -> None:

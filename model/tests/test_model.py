@@ -76,8 +76,7 @@ def test_the_runner_feeds_inputs_by_name(tmp_path: Path) -> None:
 
     module = TwoInputs()
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
-    function = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
-    run = signature_runner(function)
+    run = signature_runner(tf.saved_model.load(str(tmp_path / "1")))
     answers = run(
         {
             "subtrahend": np.array([1.0, 2.0], np.float32),
