@@ -14,11 +14,13 @@ from serving.metrics import TF_SERVING_REQUEST_LATENCY as TF_LATENCY
 from support import (
     MAX_BATCH_SIZE,
     MAX_REQUEST_BYTES,
+    HeldBody,
     ServerProcess,
     accuracy,
     increase,
     metric_samples,
     sample,
+    wait_in_flight,
 )
 from training.train import Split
 
@@ -176,18 +178,27 @@ def test_metrics_count_requests_at_both_paths(
 
 
 def test_concurrent_requests_share_batches(server: ServerProcess, split: Split) -> None:
+    """Every request is in flight at once (its body half sent until all are), so they overlap
+    whatever the machine's load: unsynchronised threads on a busy machine could arrive one by
+    one, and a request alone in the server rightly runs alone."""
     requests = 32
     images = split.x_test[:requests]
     before = metric_samples(server.base_url)
-
-    def one(index: int) -> int:
-        response = predict(server, {"instances": [images[index].tolist()]})
-        assert response.status_code == 200, response.text
-        classes: int = response.json()["predictions"][0]["classes"]
-        return classes
-
+    bodies = [HeldBody(json.dumps({"instances": [image.tolist()]}).encode()) for image in images]
     with ThreadPoolExecutor(requests) as pool:
-        classes = list(pool.map(one, range(requests)))
+        pending = [
+            pool.submit(httpx2.post, server.base_url + PREDICT, content=body, timeout=60)
+            for body in bodies
+        ]
+        try:
+            wait_in_flight(server.base_url, requests)
+        finally:
+            for body in bodies:
+                body.release()
+        responses = [future.result() for future in pending]
+    for response in responses:
+        assert response.status_code == 200, response.text
+    classes = [response.json()["predictions"][0]["classes"] for response in responses]
     after = metric_samples(server.base_url)
     batches = increase(before, after, "serving_batch_size_count")
     rows = increase(before, after, "serving_batch_size_sum")
