@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+INFERENCE_ENGINES = ("tflite", "session")
 # Defaults and ranges shared with the TF Serving entrypoint and the stack's settings.
 LIMITS: Mapping[str, Mapping[str, int]] = json.loads(
     (Path(__file__).with_name("limits.json")).read_text()
@@ -45,6 +46,9 @@ class Settings:
     drain_timeout_s: float
     """Longest a SIGTERM waits for in-flight requests before giving up on them."""
     log_level: str
+    inference_engine: str = "tflite"
+    """What runs the signature: ``tflite`` (if it gives the Session's outputs; else the Session)
+    or ``session``."""
     processes: int = 1
     """Serving processes sharing the ports, each with its own model copy and batcher: one
     Python process keeps about one core busy, whatever the pod's CPU limit."""
@@ -118,10 +122,13 @@ def _path(raw: str) -> Path:
     return Path(raw)
 
 
-def _log_level(raw: str) -> str:
-    if raw.lower() not in LOG_LEVELS:
-        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-    return raw.lower()
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw.lower()
+
+    return parse
 
 
 class _Environment:
@@ -169,7 +176,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 LIMITS["DRAIN_TIMEOUT_SECONDS"]["min"], LIMITS["DRAIN_TIMEOUT_SECONDS"]["max"]
             ),
         ),
-        log_level=env.read("LOG_LEVEL", "info", _log_level),
+        log_level=env.read("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
+        inference_engine=env.read("INFERENCE_ENGINE", "tflite", _choice(INFERENCE_ENGINES)),
         processes=env.read("SERVING_PROCESSES", *_limited("SERVING_PROCESSES")),
     )
     # Checked now, not when loading: a wrong path is a configuration error, reported before

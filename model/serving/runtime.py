@@ -68,7 +68,10 @@ class Runtime:
         started = time.monotonic()
         try:
             model = await asyncio.to_thread(
-                load_latest, settings.model_name, settings.model_base_path
+                load_latest,
+                settings.model_name,
+                settings.model_base_path,
+                settings.inference_engine,
             )
             await asyncio.to_thread(model.warm_up, warm_up_sizes(settings.max_batch_size))
             # TensorFlow leaves ~300k long-lived objects; every full collection would walk them

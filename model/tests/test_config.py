@@ -23,6 +23,7 @@ def test_defaults_match_tf_serving_conventions() -> None:
     assert settings.drain_timeout_s == 30
     assert settings.log_level == "info"
     assert settings.processes == 1
+    assert settings.inference_engine == "tflite"
 
 
 def test_model_base_path_defaults_to_models_slash_name() -> None:
@@ -48,6 +49,7 @@ def test_model_base_path_defaults_to_models_slash_name() -> None:
         ("MODEL_NAME", "../etc", "MODEL_NAME='../etc': must be letters"),
         ("HOST", " ", "HOST=' ': must not be empty"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='loud': must be one of"),
+        ("INFERENCE_ENGINE", "onnx", "INFERENCE_ENGINE='onnx': must be one of tflite, session"),
     ],
 )
 def test_each_bad_value_is_named(name: str, value: str, message: str) -> None:

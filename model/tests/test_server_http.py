@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,6 +56,25 @@ def test_row_format_matches_tf_serving_shape_and_is_accurate(
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     classes = np.array([row["classes"] for row in predictions])
     np.testing.assert_array_equal(classes, probabilities.argmax(axis=1))
+
+
+def test_both_inference_engines_serve_the_same_answers(
+    server: ServerProcess, start: Callable[..., ServerProcess], split: Split
+) -> None:
+    """The default server runs TensorFlow Lite (it says so); one with INFERENCE_ENGINE=session
+    runs the TF Session; over HTTP their answers agree to float rounding."""
+    session_server = start(INFERENCE_ENGINE="session")
+    body = {"instances": split.x_test[:MAX_BATCH_SIZE].tolist()}
+    lite, session = (predict(each, body).json()["predictions"] for each in (server, session_server))
+    assert "serving with TensorFlow Lite" in server.log()
+    assert "serving with TensorFlow Lite" not in session_server.log()
+    assert [row["classes"] for row in lite] == [row["classes"] for row in session]
+    np.testing.assert_allclose(
+        [row["probabilities"] for row in lite],
+        [row["probabilities"] for row in session],
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def test_whole_held_out_set_is_at_least_97_percent_accurate(
