@@ -31,8 +31,11 @@ HpaMetric = Literal["cpu", "requests"]
 MetricsCollector = Literal["none", "prometheus-operator", "gke-managed-prometheus"]
 CustomMetricsAdapter = Literal["none", "prometheus-adapter"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+InferenceEngine = Literal["tflite", "session"]
 
 SERVING_RUNTIMES: tuple[ServingRuntime, ...] = ("python", "tensorflow-serving")
+# The python runtime's INFERENCE_ENGINE values (model/serving/config.py; a test holds them equal).
+INFERENCE_ENGINES: tuple[InferenceEngine, ...] = ("tflite", "session")
 # The knobs both serving runtimes read from their environment, with the range each runtime
 # accepts (model/serving/limits.json): the stack's keys for them are held to the same range.
 RUNTIME_LIMITS: Mapping[str, Mapping[str, int | str]] = {
@@ -147,6 +150,8 @@ class ServerSettings:
     batch_timeout_micros: int
     serving_processes: int
     """Python runtime: processes per pod (SERVING_PROCESSES)."""
+    inference_engine: InferenceEngine
+    """Python runtime: what runs the signature (INFERENCE_ENGINE)."""
     service_type: ServiceType
     allowed_ingress_namespaces: tuple[str, ...]
     allowed_ingress_cidrs: tuple[str, ...]
@@ -274,6 +279,7 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
         max_batch_size=_runtime_knob(r, "maxBatchSize"),
         batch_timeout_micros=_runtime_knob(r, "batchTimeoutMicros"),
         serving_processes=_runtime_knob(r, "servingProcesses"),
+        inference_engine=r.choice("inferenceEngine", INFERENCE_ENGINES),
         service_type=r.choice(
             "serviceType", cast(tuple[ServiceType, ...], ("ClusterIP", "NodePort", "LoadBalancer"))
         ),

@@ -43,7 +43,10 @@ PYTHON = RuntimeProfile(
     base_image_build_arg="PYTHON_BASE",
     # The pod's own network namespace: the Service and the probes need the pod IP.
     env={"HOST": "0.0.0.0"},
-    env_from_settings=lambda server: {"SERVING_PROCESSES": str(server.serving_processes)},
+    env_from_settings=lambda server: {
+        "SERVING_PROCESSES": str(server.serving_processes),
+        "INFERENCE_ENGINE": server.inference_engine,
+    },
     liveness=k8s.core.v1.ProbeArgs(
         http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
         period_seconds=10,

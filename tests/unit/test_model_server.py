@@ -196,6 +196,7 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_and_grpc_ports(
         "BATCH_TIMEOUT_MICROS": "4000",
         "DRAIN_TIMEOUT_SECONDS": "30",
         "SERVING_PROCESSES": "1",
+        "INFERENCE_ENGINE": "tflite",
     }
     # TF Serving's gRPC API too, so a client can switch runtimes without changing protocol.
     assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [
@@ -209,6 +210,11 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_and_grpc_ports(
 def test_serving_processes_follow_the_stack_within_its_cpu_limit(mocks: StackMocks) -> None:
     serve(servingProcesses=3, cpuLimit="2500m")
     assert env_of(container(mocks))["SERVING_PROCESSES"] == "3"
+
+
+def test_the_inference_engine_follows_the_stack(mocks: StackMocks) -> None:
+    serve(inferenceEngine="session")
+    assert env_of(container(mocks))["INFERENCE_ENGINE"] == "session"
 
 
 def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackMocks) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import string
+import sys
 from fractions import Fraction
 
 import pulumi
@@ -13,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from components.gpu_pools.gke import GkePool
-from settings import RUNTIME_LIMITS, ConfigError, Quantity, load_settings
+from settings import INFERENCE_ENGINES, RUNTIME_LIMITS, ConfigError, Quantity, load_settings
 from tests.unit.harness import PROJECT, ROOT, run_stack, settings_for, stack_config
 
 DECLARED = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
@@ -95,6 +97,7 @@ RULES = [
     ("imageTag", "-dev", 'imageTag = "-dev": must be a Docker tag'),
     ("servingRuntime", "triton", "must be one of python, tensorflow-serving"),
     ("imageVariant", "tpu", "must be one of cpu, gpu"),
+    ("inferenceEngine", "onnx", 'inferenceEngine = "onnx": must be one of tflite, session'),
     ("imagePlatform", "windows/amd64", "must be linux/amd64 or linux/arm64"),
     ("imageBuildNetwork", "bridge", "must be one of default, host, none"),
     ("imageCacheMode", "local", "must be one of inline, registry, none"),
@@ -279,6 +282,19 @@ def test_every_key_is_declared_once_with_type_description_and_default() -> None:
     for key, spec in DECLARED.items():
         assert {"type", "description", "default"} <= spec.keys(), key
         assert spec["type"] in ("string", "integer", "boolean", "array", "object"), key
+
+
+def test_inference_engines_are_the_python_runtimes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's inferenceEngine choices and default are those the runtime reads."""
+    spec = importlib.util.spec_from_file_location(
+        "runtime_config", ROOT / "model" / "serving" / "config.py"
+    )
+    assert spec is not None and spec.loader is not None
+    runtime_config = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, runtime_config)  # its dataclasses look it up
+    spec.loader.exec_module(runtime_config)
+    assert INFERENCE_ENGINES == runtime_config.INFERENCE_ENGINES
+    assert DECLARED["inferenceEngine"]["default"] == runtime_config.Settings.inference_engine
 
 
 @pytest.mark.parametrize("key", sorted(RUNTIME_LIMITS))
