@@ -15,7 +15,8 @@ ceiling measured the client.
 - the transport ceiling: our HTTP stack answering a precomputed response (transport_ceiling.py),
   in one process and in as many processes as ours (each of ours is compared with its own);
 - the seed's Flask + Keras `predict` per request (flask_baseline.py);
-- and, in process with no server, the model's signature call at batch 1 and at the batch limit.
+- and, in process with no server, the model's signature call at batch 1 and at the batch limit,
+  with each inference engine (TensorFlow Lite, the runtime's default, and the TF Session).
 
 Writes bench/results/serving.json and serving.md. See bench/README.md.
 
@@ -543,29 +544,38 @@ def checkout(ref: str) -> Iterator[Path]:
 
 
 def in_process_limits(run: Run) -> dict[str, Any]:
-    """The model's signature call with no server, as the runtime makes it: batch 1 and the
-    batch limit, median of IN_PROCESS_CALLS calls each."""
+    """The model's signature call with no server, as the runtime makes it with each inference
+    engine (its default first): batch 1 and the batch limit, median of IN_PROCESS_CALLS calls
+    each."""
     sys.path.insert(0, str(MODEL_DIR))
+    from serving.config import INFERENCE_ENGINES  # noqa: PLC0415
     from serving.model import load_latest  # noqa: PLC0415
 
-    model = load_latest("digits", MODEL_BASE_PATH)
     limits: dict[str, Any] = {}
-    for rows in (1, run.args.max_batch_size):
-        batch = {"images": run.images[:rows]}
-        model.predict(batch)
-        durations = []
-        for _ in range(IN_PROCESS_CALLS):
-            started = time.perf_counter()
+    for engine in INFERENCE_ENGINES:
+        model = load_latest("digits", MODEL_BASE_PATH, engine)
+        for rows in (1, run.args.max_batch_size):
+            batch = {"images": run.images[:rows]}
             model.predict(batch)
-            durations.append(time.perf_counter() - started)
-        median = float(np.median(durations))
-        limits[f"batch_{rows}"] = {
-            "rows": rows,
-            "median_call_ms": round(median * 1000, 3),
-            "images_per_s": round(rows / median),
-        }
-        print(f"in process, batch {rows}: {limits[f'batch_{rows}']}", flush=True)
+            durations = []
+            for _ in range(IN_PROCESS_CALLS):
+                started = time.perf_counter()
+                model.predict(batch)
+                durations.append(time.perf_counter() - started)
+            median = float(np.median(durations))
+            key = in_process_key(engine, rows)
+            limits[key] = {
+                "engine": engine,
+                "rows": rows,
+                "median_call_ms": round(median * 1000, 3),
+                "images_per_s": round(rows / median),
+            }
+            print(f"in process: {limits[key]}", flush=True)
     return limits
+
+
+def in_process_key(engine: str, rows: int) -> str:
+    return f"{engine} batch_{rows}"
 
 
 def one_answer(run: Run) -> bytes:
@@ -593,7 +603,8 @@ def comparisons(run: Run, limits: dict[str, Any], process_counts: list[int]) -> 
     checked for each."""
     servers = by_name(run)
     peers = [servers[name] for name in servers if name.startswith("kserve")]
-    batch_max = limits[f"batch_{run.args.max_batch_size}"]["images_per_s"]
+    # The server's engine: the runtime's default, which the bench leaves as it is.
+    batch_max = limits[in_process_key("tflite", run.args.max_batch_size)]["images_per_s"]
     rows, goals = [], []
     for processes in process_counts:
         name = ours_name(processes)
@@ -712,12 +723,12 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
             )
     lines += [
         "",
-        "In process, no server (the signature call as the runtime makes it):",
+        "In process, no server (the signature call as the runtime makes it with each engine):",
         "",
-        "| batch | median call ms | images/s |",
-        "| ---: | ---: | ---: |",
+        "| engine | batch | median call ms | images/s |",
+        "| --- | ---: | ---: | ---: |",
         *(
-            f"| {v['rows']} | {v['median_call_ms']:.3f} | {v['images_per_s']} |"
+            f"| {v['engine']} | {v['rows']} | {v['median_call_ms']:.3f} | {v['images_per_s']} |"
             for v in limits.values()
         ),
         "",
