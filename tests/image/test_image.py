@@ -155,7 +155,7 @@ def test_serves_digits_read_only_and_stops_cleanly(
     image: str, docker: Docker, processes: str
 ) -> None:
     """With 2 processes the supervisor is PID 1: it keeps its metrics files in the tmpfs and
-    passes `docker stop`'s SIGTERM on to both."""
+    passes `docker stop`'s SIGTERM on to both. Each process serves with TensorFlow Lite."""
     fixture = json.loads(FIXTURE.read_text())
     port, grpc_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -198,6 +198,8 @@ def test_serves_digits_read_only_and_stops_cleanly(
         assert state["ExitCode"] == 0, logs
         assert not state["OOMKilled"]
         assert stopped_after < GRACE_PERIOD_SECONDS, logs
+        # Every process runs the model in TensorFlow Lite: it converts in a read-only image.
+        assert logs.count("serving with TensorFlow Lite") == int(processes), logs
     finally:
         docker("rm", "--force", name, check=False)
 
