@@ -273,8 +273,7 @@ class _ServingApp:
     def _record(self, api: str, status: int, elapsed: float) -> None:
         metrics = self._metrics
         metrics.in_flight.dec()
-        metrics.requests.labels(api, str(status)).inc()
-        metrics.request_latency.labels(api).observe(elapsed)
+        metrics.record_http(api, str(status), elapsed)
         if api in MODEL_APIS:
             grpc_status = GRPC_STATUS_OF_HTTP.get(status, "UNKNOWN")
             metrics.record_request(self._model_name, api, "REST", grpc_status, elapsed)

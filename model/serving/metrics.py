@@ -8,6 +8,7 @@ all of them.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 
@@ -169,16 +170,27 @@ class Metrics:
             multiprocess_mode="livemin",
         )
 
+        # Each series' child for a set of label values, looked up once: prometheus_client's
+        # labels() checks and locks on every call, a quarter of a predict's time in the app.
+        # The label values are few (APIs, status codes, one model name), so the caches stay small.
+        self._requests_of = functools.cache(self.requests.labels)
+        self._request_latency_of = functools.cache(self.request_latency.labels)
+        self._tf_serving_count_of = functools.cache(self.tf_serving_request_count.labels)
+        self._tf_serving_latency_of = functools.cache(self.tf_serving_request_latency.labels)
+
+    def record_http(self, api: str, code: str, seconds: float) -> None:
+        """An HTTP request answered: counted by API and status code, and timed by API."""
+        self._requests_of(api, code).inc()
+        self._request_latency_of(api).observe(seconds)
+
     def record_request(
         self, model_name: str, api: str, entrypoint: str, status: str, seconds: float
     ) -> None:
         """A call to a model's API (REST or GRPC) in TF Serving's series: counted by its gRPC
         status name, and timed when it succeeded (as TF Serving does)."""
-        self.tf_serving_request_count.labels(model_name, status).inc()
+        self._tf_serving_count_of(model_name, status).inc()
         if status == "OK":
-            self.tf_serving_request_latency.labels(model_name, api, entrypoint).observe(
-                seconds * 1e6
-            )
+            self._tf_serving_latency_of(model_name, api, entrypoint).observe(seconds * 1e6)
 
     def render(self) -> bytes:
         families = list(self._scraped.collect())
