@@ -565,7 +565,7 @@ def in_process_limits(run: Run) -> dict[str, Any]:
             median = float(np.median(durations))
             key = in_process_key(engine, rows)
             limits[key] = {
-                "engine": engine,
+                "engine": model.engine,  # what actually runs, should the model fall back
                 "rows": rows,
                 "median_call_ms": round(median * 1000, 3),
                 "images_per_s": round(rows / median),

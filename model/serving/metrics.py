@@ -162,6 +162,13 @@ class Metrics:
             buckets=TF_SERVING_LATENCY_BUCKETS_US,
             registry=self.registry,
         )
+        self.inference_engine = Gauge(
+            "serving_inference_engine",
+            "1 for what runs the model's signature: tflite, session or eager (a fallback).",
+            ["engine"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.ready = Gauge(
             "serving_model_ready",
             "1 while the model is loaded, warmed up and not draining; 0 otherwise.",

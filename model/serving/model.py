@@ -32,6 +32,7 @@ TFLITE_ATOL = 1e-5
 
 
 Tensors = dict[str, np.ndarray]
+Predict = Callable[[Tensors], Tensors]
 
 
 class ModelLoadError(Exception):
@@ -87,7 +88,7 @@ def _as_json(signatures: Mapping[str, meta_graph_pb2.SignatureDef]) -> dict[str,
     }
 
 
-def _session_runner(function: Any) -> Callable[[Tensors], Tensors]:
+def _session_runner(function: Any) -> Predict:
     """The signature's graph with its variables frozen into constants, run by a TF1 Session
     on named tensors, as TensorFlow Serving runs a SavedModel (Session::Run). Same kernels and
     outputs as calling the eager function, without its per-call Python argument binding and
@@ -128,7 +129,7 @@ class _EagerCall:
         return {name: value.numpy() for name, value in self._function(**tensors).items()}
 
 
-def _tflite_runner(loaded: Any) -> Callable[[Tensors], Tensors]:
+def _tflite_runner(loaded: Any) -> Predict:
     """The signature converted to TensorFlow Lite (variables frozen in) and run by its
     interpreter with the XNNPACK kernels, on one thread: the way TF Serving's
     ``--prefer_tflite_model`` runs a CPU model. For this model a call takes 18 µs for one
@@ -188,7 +189,14 @@ def disagreement(candidate: Tensors, reference: Tensors) -> str | None:
     return None
 
 
-def signature_runner(loaded: Any, engine: str = "tflite") -> Callable[[Tensors], Tensors]:
+@dataclass(frozen=True)
+class SignatureRunner:
+    engine: str
+    """What runs the signature: tflite, session or eager."""
+    predict: Predict
+
+
+def signature_runner(loaded: Any, engine: str = "tflite") -> SignatureRunner:
     """The signature's frozen graph run by ``engine``: ``session`` (a TF1 Session) or
     ``tflite`` (TensorFlow Lite, if it can serve this model, else the Session, with a warning).
 
@@ -205,12 +213,12 @@ def signature_runner(loaded: Any, engine: str = "tflite") -> Callable[[Tensors],
         session = _session_runner(function)
     except Exception as error:  # freezing fails in many ways; the eager call still serves
         logger.warning("serving the signature as an eager call: it cannot be frozen (%s)", error)
-        return _EagerCall(loaded)
+        return SignatureRunner("eager", _EagerCall(loaded))
     if engine == "session":
-        return session
+        return SignatureRunner("session", session)
     if tf.config.list_physical_devices("GPU"):
         logger.info("serving with the TensorFlow Session: a GPU is visible")
-        return session
+        return SignatureRunner("session", session)
     try:
         tflite = _tflite_runner(loaded)
         samples = [_sample_inputs(function, rows) for rows in (1, 7)]
@@ -224,9 +232,9 @@ def signature_runner(loaded: Any, engine: str = "tflite") -> Callable[[Tensors],
         problem = f"{type(error).__name__}: {first_line}"
     if problem is not None:
         logger.warning("serving with the TensorFlow Session: TensorFlow Lite cannot (%s)", problem)
-        return session
+        return SignatureRunner("session", session)
     logger.info("serving with TensorFlow Lite: it gives the Session's outputs on sample inputs")
-    return tflite
+    return SignatureRunner("tflite", tflite)
 
 
 class LoadedModel:
@@ -249,7 +257,10 @@ class LoadedModel:
         # The SignatureDefs as protos (gRPC metadata) and as JSON (REST metadata).
         self.signatures = _serving_signatures(path)
         self.signature_defs = _as_json(self.signatures)
-        self.predict: Callable[[Tensors], Tensors] = signature_runner(loaded, engine)
+        runner = signature_runner(loaded, engine)
+        self.engine = runner.engine
+        """What runs the signature: tflite, session or eager."""
+        self.predict: Predict = runner.predict
         """Outputs by name for inputs by name; safe to call from a worker thread."""
 
     def warm_up(self, batch_sizes: tuple[int, ...]) -> None:

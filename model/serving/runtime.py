@@ -95,10 +95,12 @@ class Runtime:
             predictions_in_flight=lambda: self._active_predictions,
         )
         self._batcher.start()
+        self.metrics.inference_engine.labels(model.engine).set(1)
         logger.info(
-            "model %s version %d loaded and warmed up in %.1fs",
+            "model %s version %d loaded (%s) and warmed up in %.1fs",
             model.name,
             model.version,
+            model.engine,
             time.monotonic() - started,
         )
         if self.phase is Phase.LOADING:

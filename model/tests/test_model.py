@@ -39,6 +39,7 @@ def test_each_engine_answers_what_the_signature_answers(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="serving.model"):
         model = load_latest("digits", COMMITTED_MODEL, engine)
+    assert model.engine == engine
     assert FALLBACK_WARNING not in caplog.text  # the committed model is frozen
     assert TFLITE_REFUSED not in caplog.text  # and converts
     if engine == "tflite":
@@ -65,6 +66,7 @@ def test_a_graph_tensorflow_lite_cannot_convert_runs_in_the_session(
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
     with caplog.at_level(logging.INFO, logger="serving.model"):
         model = LoadedModel("gamma", 1, tmp_path / "1")
+    assert model.engine == "session"
     assert TFLITE_REFUSED in caplog.text and "ConverterError" in caplog.text
     refusal = next(r.getMessage() for r in caplog.records if TFLITE_REFUSED in r.getMessage())
     assert len(refusal) < 500  # the first line of the converter's message, not its MLIR dump
@@ -83,7 +85,8 @@ def test_a_visible_gpu_keeps_the_session(
         lambda kind=None: fake_gpu if kind == "GPU" else real(kind),
     )
     with caplog.at_level(logging.INFO, logger="serving.model"):
-        load_latest("digits", COMMITTED_MODEL, "tflite")
+        model = load_latest("digits", COMMITTED_MODEL, "tflite")
+    assert model.engine == "session"
     assert "serving with the TensorFlow Session: a GPU is visible" in caplog.text
     assert ENGINE_LOG["tflite"] not in caplog.text
 
@@ -136,6 +139,7 @@ def test_a_model_that_updates_its_variables_is_called_eagerly(
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
     with caplog.at_level(logging.WARNING):
         model = LoadedModel("counter", 1, tmp_path / "1")
+    assert model.engine == "eager"
     assert FALLBACK_WARNING in caplog.text
     first = model.predict({"x": np.ones((2, 2), np.float32)})
     second = model.predict({"x": np.ones((1, 2), np.float32)})
@@ -160,9 +164,10 @@ def test_the_runner_feeds_inputs_by_name(
     module = TwoInputs()
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
     with caplog.at_level(logging.INFO, logger="serving.model"):
-        run = signature_runner(tf.saved_model.load(str(tmp_path / "1")), engine)
+        runner = signature_runner(tf.saved_model.load(str(tmp_path / "1")), engine)
+    assert runner.engine == engine
     assert (ENGINE_LOG["tflite"] in caplog.text) == (engine == "tflite")
-    answers = run(
+    answers = runner.predict(
         {
             "subtrahend": np.array([1.0, 2.0], np.float32),
             "minuend": np.array([10.0, 20.0], np.float32),

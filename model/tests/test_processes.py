@@ -95,6 +95,7 @@ def test_every_process_counts_in_every_scrape(
         )
         assert increase(before, after, "serving_batch_size_sum") == rest_calls + grpc_calls
         assert sample(after, "serving_model_ready") == 1
+        assert sample(after, "serving_inference_engine", engine="tflite") == 1
         # process_* series would describe whichever process answered: left out.
         assert sample(after, "process_resident_memory_bytes") == 0
     assert server.stop() == 0, server.log()

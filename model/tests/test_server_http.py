@@ -61,13 +61,18 @@ def test_row_format_matches_tf_serving_shape_and_is_accurate(
 def test_both_inference_engines_serve_the_same_answers(
     server: ServerProcess, start: Callable[..., ServerProcess], split: Split
 ) -> None:
-    """The default server runs TensorFlow Lite (it says so); one with INFERENCE_ENGINE=session
-    runs the TF Session; over HTTP their answers agree to float rounding."""
+    """The default server runs TensorFlow Lite; one with INFERENCE_ENGINE=session runs the TF
+    Session (each says so in its metrics); over HTTP their answers agree to float rounding."""
     session_server = start(INFERENCE_ENGINE="session")
     body = {"instances": split.x_test[:MAX_BATCH_SIZE].tolist()}
     lite, session = (predict(each, body).json()["predictions"] for each in (server, session_server))
-    assert "serving with TensorFlow Lite" in server.log()
-    assert "serving with TensorFlow Lite" not in session_server.log()
+    for each, engine, other in (
+        (server, "tflite", "session"),
+        (session_server, "session", "tflite"),
+    ):
+        samples = metric_samples(each.base_url)
+        assert sample(samples, "serving_inference_engine", engine=engine) == 1
+        assert ("serving_inference_engine", frozenset({("engine", other)})) not in samples
     assert [row["classes"] for row in lite] == [row["classes"] for row in session]
     np.testing.assert_allclose(
         [row["probabilities"] for row in lite],
