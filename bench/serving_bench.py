@@ -47,6 +47,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from app_cost import Costs, app_costs
 from sklearn.datasets import load_digits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -677,7 +678,7 @@ def _goals(
     return goals
 
 
-def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) -> None:
+def write_results(run: Run, limits: dict[str, Any], costs: Costs, compared: dict[str, Any]) -> None:
     args = run.args
     load = round(os.getloadavg()[0], 2)
     document = {
@@ -698,6 +699,7 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
         },
         "servers": [asdict(result) for result in run.results],
         "in_process": limits,
+        "app_cpu_us_per_request": costs,
         "comparisons": compared,
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -730,6 +732,17 @@ def write_results(run: Run, limits: dict[str, Any], compared: dict[str, Any]) ->
         *(
             f"| {v['engine']} | {v['rows']} | {v['median_call_ms']:.3f} | {v['images_per_s']} |"
             for v in limits.values()
+        ),
+        "",
+        "Our app and the ceiling's, driven with no sockets (app_cost.py): CPU µs per request, "
+        "the least of 5 interleaved rounds. The difference is what the runtime adds to the "
+        "transport's cost per request.",
+        "",
+        "| concurrency | ours | ceiling's app | difference |",
+        "| ---: | ---: | ---: | ---: |",
+        *(
+            f"| {c} | {v['ours']:.1f} | {v['ceiling']:.1f} | {v['ours'] - v['ceiling']:.1f} |"
+            for c, v in costs.items()
         ),
         "",
         "| server | concurrency | /KServe best (req/s) | /KServe best (p99) | /KServe x1 | "
@@ -810,6 +823,8 @@ def main() -> int:
     limits = in_process_limits(run)
     response_file = args.log_dir / "answer.json"
     response_file.write_bytes(one_answer(run))
+    costs = app_costs(bodies, response_file, args.concurrency)
+    print(f"the apps without sockets, CPU µs per request: {costs}", flush=True)
     with contextlib.ExitStack() as stack:
         # Every server runs for the whole run, idle but for the one being measured.
         rows = start(ours(ours_name(1), MODEL_DIR, args, grpc=True), run, stack)
@@ -845,7 +860,7 @@ def main() -> int:
         if "flask" not in skip:
             rows += start(flask_seed(), run, stack)
         measure_interleaved(rows, run)
-    write_results(run, limits, comparisons(run, limits, sorted({1, args.processes})))
+    write_results(run, limits, costs, comparisons(run, limits, sorted({1, args.processes})))
     return 0
 
 
