@@ -100,7 +100,10 @@ def _outputs(**arrays: object) -> dict[str, np.ndarray]:
     [
         (_outputs(p=np.array([0.5, 0.5 + 1e-6], np.float32), c=[1]), None),  # float rounding
         (_outputs(p=np.array([0.5, 0.51], np.float32), c=[1]), "output 'p' differs by up to"),
-        (_outputs(p=np.array([0.5, 0.5], np.float32), c=[2]), "output 'c' differs by up to 1"),
+        (
+            _outputs(p=np.array([0.5, 0.5], np.float32), c=[2]),
+            "output 'c' differs in 1 of 1 values",
+        ),
         (
             _outputs(p=np.array([0.5, 0.5], np.float64), c=[1]),
             "output 'p' is float64[2] instead of float32[2]",
@@ -110,12 +113,16 @@ def _outputs(**arrays: object) -> dict[str, np.ndarray]:
             "output 'p' is float32[1] instead of float32[2]",
         ),
         (_outputs(p=np.array([0.5, 0.5], np.float32)), "outputs ['p'] instead of ['c', 'p']"),
+        (_outputs(p=np.array([0.5, 0.5], np.float32), c=[1], b=[False]), None),
+        (_outputs(p=np.array([0.5, 0.5], np.float32), c=[1], b=[True]), "output 'b' differs in 1"),
     ],
 )
 def test_disagreement_names_what_differs(
     candidate: dict[str, np.ndarray], problem: str | None
 ) -> None:
     reference = _outputs(p=np.array([0.5, 0.5], np.float32), c=[1])
+    if "b" in candidate:  # a boolean output: compared, never subtracted
+        reference["b"] = np.array([False])
     found = disagreement(candidate, reference)
     assert found == problem if problem is None else found is not None and found.startswith(problem)
 
