@@ -15,7 +15,6 @@ is T / (T + A). Run by serving_bench.py; alone: model/.venv/bin/python bench/app
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import sys
 import time
@@ -101,20 +100,20 @@ async def _with_loaded_runtime(
     bodies: list[bytes], response_file: Path, concurrencies: list[int]
 ) -> Costs:
     sys.path.insert(0, str(MODEL_DIR))
-    sys.path.insert(0, str(ROOT / "bench"))
+    # Read by transport_ceiling at import (bench/ is on the path: this script's directory).
     os.environ["BENCH_RESPONSE_FILE"] = str(response_file)
+    import transport_ceiling  # noqa: PLC0415
     from serving.app import create_app  # noqa: PLC0415
     from serving.config import load_settings  # noqa: PLC0415
     from serving.metrics import Metrics  # noqa: PLC0415
     from serving.runtime import Runtime  # noqa: PLC0415
 
-    ceiling = importlib.import_module("transport_ceiling")
     settings = load_settings({"MODEL_BASE_PATH": str(MODEL_DIR / "export" / "digits")})
     runtime = Runtime(settings, Metrics(shared_dir=None))
     ours = create_app(runtime)
     await runtime.load()
     try:
-        apps = {"ours": ours, "ceiling": ceiling.app}
+        apps = {"ours": ours, "ceiling": transport_ceiling.app}
         return await _measure(apps, bodies, concurrencies)
     finally:
         await runtime.close()
@@ -129,7 +128,6 @@ if __name__ == "__main__":
     import json
     import tempfile
 
-    sys.path.insert(0, str(ROOT / "bench"))
     import serving_bench
 
     request_bodies, _, _ = serving_bench.request_bodies()

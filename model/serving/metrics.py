@@ -178,8 +178,9 @@ class Metrics:
         )
 
         # Each series' child for a set of label values, looked up once: prometheus_client's
-        # labels() checks and locks on every call, a quarter of a predict's time in the app.
-        # The label values are few (APIs, status codes, one model name), so the caches stay small.
+        # labels() checks and locks on every call (2.9 µs against 1.1 µs for a cached child's
+        # inc(), four per REST predict). The label values are few (APIs, status codes, one
+        # model name), so the caches stay small.
         self._requests_of = functools.cache(self.requests.labels)
         self._request_latency_of = functools.cache(self.request_latency.labels)
         self._tf_serving_count_of = functools.cache(self.tf_serving_request_count.labels)
