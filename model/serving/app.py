@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -29,16 +30,43 @@ logger = logging.getLogger(__name__)
 METRICS_PATHS = ("/metrics", "/monitoring/prometheus/metrics")
 
 
-def _json(body: bytes | dict[str, Any], status: int = 200, *, close: bool = False) -> Response:
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A JSON answer: sent through Starlette on routed calls, or straight to the ASGI ``send``
+    on the direct predict path, where building a Response costs more than encoding the body."""
+
+    body: bytes
+    status: int = 200
     # Connection: close on refusals while draining, so keep-alive clients reconnect to a
     # replica that is still serving.
-    headers = {"connection": "close"} if close else None
-    return Response(content, status, headers=headers, media_type="application/json")
+    close: bool = False
+
+    def response(self) -> Response:
+        headers = {"connection": "close"} if self.close else None
+        return Response(self.body, self.status, headers=headers, media_type="application/json")
+
+    async def send(self, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        if self.close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _json(body: bytes | dict[str, Any], status: int = 200, *, close: bool = False) -> Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return _Answer(content, status, close).response()
+
+
+def _error_answer(message: str, status: int, *, close: bool = False) -> _Answer:
+    return _Answer(protocol.error_body(message), status, close)
 
 
 def _error(message: str, status: int, *, close: bool = False) -> Response:
-    return _json(protocol.error_body(message), status, close=close)
+    return _error_answer(message, status, close=close).response()
 
 
 class _ModelNameConvertor(Convertor[str]):
@@ -62,8 +90,12 @@ class _Handlers:
         self.settings = runtime.settings
 
     def _unavailable(self) -> Response:
+        return self._unavailable_answer().response()
+
+    def _unavailable_answer(self) -> _Answer:
         runtime = self.runtime
-        return _error(runtime.not_ready_reason(), 503, close=runtime.phase is not Phase.LOADING)
+        draining = runtime.phase is not Phase.LOADING
+        return _error_answer(runtime.not_ready_reason(), 503, close=draining)
 
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -126,28 +158,29 @@ class _Handlers:
     async def predict(self, request: Request) -> Response:
         if (problem := self._not_found(request, _servable_not_found(request))) is not None:
             return problem
-        return await self.predict_served(request)
+        answer = await self.predict_served(request.receive, request.headers.get("content-length"))
+        return answer.response()
 
-    async def predict_served(self, request: Request) -> Response:
-        """A predict call already known to name the served model."""
+    async def predict_served(self, receive: Receive, declared_length: str | None) -> _Answer:
+        """A predict call already known to name the served model, its body still unread."""
         try:
             with self.runtime.admit() as batcher:
-                body = await _read_body(request, self.settings.max_request_bytes)
+                body = await _read_body(receive, declared_length, self.settings.max_request_bytes)
                 model = self.runtime.model
                 assert model is not None, "admitted before the model was loaded"
                 parsed = protocol.parse_predict(body, model.inputs)
                 protocol.check_rows(parsed.rows, self.settings.max_batch_size)
                 outputs = await batcher.submit(parsed.inputs, parsed.rows, inline_when_alone=True)
         except NotAcceptingError:
-            return self._unavailable()
+            return self._unavailable_answer()
         except RequestError as error:
-            return _error(str(error), error.status)
+            return _error_answer(str(error), error.status)
         except ClientDisconnect:
-            return Response(status_code=400)
+            return _Answer(b"", 400)
         except Exception as error:
             logger.exception("prediction failed")
-            return _error(f"prediction failed: {error}", 500)
-        return _json(protocol.render_predict(parsed.format, outputs, parsed.rows))
+            return _error_answer(f"prediction failed: {error}", 500)
+        return _Answer(protocol.render_predict(parsed.format, outputs, parsed.rows))
 
     async def classify(self, request: Request) -> Response:
         return await self._examples(request, "classification")
@@ -166,7 +199,11 @@ class _Handlers:
         if model is None:
             return self._unavailable()
         try:
-            body = await _read_body(request, self.settings.max_request_bytes)
+            body = await _read_body(
+                request.receive,
+                request.headers.get("content-length"),
+                self.settings.max_request_bytes,
+            )
             signature, _ = protocol.parse_examples(body)
         except RequestError as error:
             return _error(str(error), error.status)
@@ -189,20 +226,35 @@ def _servable_not_found(request: Request) -> str:
     return "Servable not found for request: Specific({name}, {version})"
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
+    """The request's body, refused with 413 once it passes ``limit`` bytes."""
     too_large = RequestError(f"request body exceeds the limit of {limit} bytes", 413)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0
     # The declared length may be absent (chunked) or wrong: count what actually arrives.
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise too_large
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _content_length(scope: Scope) -> str | None:
+    """The Content-Length header of a request (ASGI servers give header names in lower case)."""
+    name: bytes
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.decode("latin-1")
+    return None
 
 
 # The APIs TF Serving counts in its request series (its `API` label values).
@@ -224,9 +276,10 @@ def _api_label(path: str) -> str:
 class _ServingApp:
     """The ASGI app uvicorn runs. It counts and times every HTTP request (by API and status, and
     in TF Serving's series), and hands the call that carries the load, ``POST
-    /v1/models/<served model>:predict``, straight to its handler: Starlette's routing and its
-    middleware layers cost more per request than decoding the JSON does. Every other request,
-    versioned predict calls included, goes through Starlette's routes."""
+    /v1/models/<served model>:predict``, straight to its handler on the raw ASGI messages:
+    Starlette's routing, middleware layers, Request and Response cost more per request than
+    decoding the JSON does. Every other request, versioned predict calls included, goes
+    through Starlette's routes."""
 
     def __init__(self, routed: ASGIApp, handlers: _Handlers, metrics: Metrics) -> None:
         self._routed = routed
@@ -249,9 +302,9 @@ class _ServingApp:
         self._metrics.in_flight.inc()
         try:
             if direct:
-                response = await self._handlers.predict_served(Request(scope, receive))
-                status = response.status_code
-                await response(scope, receive, send)
+                answer = await self._handlers.predict_served(receive, _content_length(scope))
+                status = answer.status
+                await answer.send(send)
             else:
                 status = await self._route(scope, receive, send)
         finally:
