@@ -487,11 +487,12 @@ def ceiling(response_file: Path, processes: int = 1) -> Server:
     port = free_port()
     return Server(
         ceiling_name(processes),
-        "our predict path's HTTP stack (uvicorn+uvloop+httptools, a bare ASGI app, Starlette's "
-        "Request and Response) answering a precomputed response of the real size: no model, "
-        f"no JSON work; {processes} process(es) sharing the listener, as ours do",
+        "our predict path's HTTP stack (uvicorn+uvloop+httptools, a bare ASGI app, the "
+        "runtime's serving.asgi to read and answer) answering a precomputed response of the real "
+        f"size: no model, no JSON work; {processes} process(es) sharing the listener, as ours do",
         [sys.executable, str(ROOT / "bench" / "transport_ceiling.py")],
         {
+            "PYTHONPATH": str(MODEL_DIR),
             "PORT": str(port),
             "BENCH_RESPONSE_FILE": str(response_file),
             "CEILING_PROCESSES": str(processes),

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import protocol
+from serving.asgi import Answer, BodyTooLargeError, content_length, read_body
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.metrics import GRPC_STATUS_OF_HTTP, Metrics
 from serving.model import SIGNATURE_NAME
@@ -30,39 +30,13 @@ logger = logging.getLogger(__name__)
 METRICS_PATHS = ("/metrics", "/monitoring/prometheus/metrics")
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """A JSON answer: sent through Starlette on routed calls, or straight to the ASGI ``send``
-    on the direct predict path, where building a Response costs more than encoding the body."""
-
-    body: bytes
-    status: int = 200
-    # Connection: close on refusals while draining, so keep-alive clients reconnect to a
-    # replica that is still serving.
-    close: bool = False
-
-    def response(self) -> Response:
-        headers = {"connection": "close"} if self.close else None
-        return Response(self.body, self.status, headers=headers, media_type="application/json")
-
-    async def send(self, send: Send) -> None:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self.body)).encode()),
-        ]
-        if self.close:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
 def _json(body: bytes | dict[str, Any], status: int = 200, *, close: bool = False) -> Response:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return _Answer(content, status, close).response()
+    return Answer(content, status, close).response()
 
 
-def _error_answer(message: str, status: int, *, close: bool = False) -> _Answer:
-    return _Answer(protocol.error_body(message), status, close)
+def _error_answer(message: str, status: int, *, close: bool = False) -> Answer:
+    return Answer(protocol.error_body(message), status, close)
 
 
 def _error(message: str, status: int, *, close: bool = False) -> Response:
@@ -92,7 +66,7 @@ class _Handlers:
     def _unavailable(self) -> Response:
         return self._unavailable_answer().response()
 
-    def _unavailable_answer(self) -> _Answer:
+    def _unavailable_answer(self) -> Answer:
         runtime = self.runtime
         draining = runtime.phase is not Phase.LOADING
         return _error_answer(runtime.not_ready_reason(), 503, close=draining)
@@ -161,11 +135,11 @@ class _Handlers:
         answer = await self.predict_served(request.receive, request.headers.get("content-length"))
         return answer.response()
 
-    async def predict_served(self, receive: Receive, declared_length: str | None) -> _Answer:
+    async def predict_served(self, receive: Receive, declared_length: str | None) -> Answer:
         """A predict call already known to name the served model, its body still unread."""
         try:
             with self.runtime.admit() as batcher:
-                body = await _read_body(receive, declared_length, self.settings.max_request_bytes)
+                body = await read_body(receive, declared_length, self.settings.max_request_bytes)
                 model = self.runtime.model
                 assert model is not None, "admitted before the model was loaded"
                 parsed = protocol.parse_predict(body, model.inputs)
@@ -173,14 +147,14 @@ class _Handlers:
                 outputs = await batcher.submit(parsed.inputs, parsed.rows, inline_when_alone=True)
         except NotAcceptingError:
             return self._unavailable_answer()
-        except RequestError as error:
+        except (RequestError, BodyTooLargeError) as error:
             return _error_answer(str(error), error.status)
         except ClientDisconnect:
-            return _Answer(b"", 400)
+            return Answer(b"", 400)
         except Exception as error:
             logger.exception("prediction failed")
             return _error_answer(f"prediction failed: {error}", 500)
-        return _Answer(protocol.render_predict(parsed.format, outputs, parsed.rows))
+        return Answer(protocol.render_predict(parsed.format, outputs, parsed.rows))
 
     async def classify(self, request: Request) -> Response:
         return await self._examples(request, "classification")
@@ -199,13 +173,13 @@ class _Handlers:
         if model is None:
             return self._unavailable()
         try:
-            body = await _read_body(
+            body = await read_body(
                 request.receive,
                 request.headers.get("content-length"),
                 self.settings.max_request_bytes,
             )
             signature, _ = protocol.parse_examples(body)
-        except RequestError as error:
+        except (RequestError, BodyTooLargeError) as error:
             return _error(str(error), error.status)
         except ClientDisconnect:
             return Response(status_code=400)
@@ -224,37 +198,6 @@ def _servable_not_found(request: Request) -> str:
     if request.path_params.get("version") is None:
         return "Servable not found for request: Latest({name})"
     return "Servable not found for request: Specific({name}, {version})"
-
-
-async def _read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
-    """The request's body, refused with 413 once it passes ``limit`` bytes."""
-    too_large = RequestError(f"request body exceeds the limit of {limit} bytes", 413)
-    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    # The declared length may be absent (chunked) or wrong: count what actually arrives.
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _content_length(scope: Scope) -> str | None:
-    """The Content-Length header of a request (ASGI servers give header names in lower case)."""
-    name: bytes
-    value: bytes
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return value.decode("latin-1")
-    return None
 
 
 # The APIs TF Serving counts in its request series (its `API` label values).
@@ -302,7 +245,7 @@ class _ServingApp:
         self._metrics.in_flight.inc()
         try:
             if direct:
-                answer = await self._handlers.predict_served(receive, _content_length(scope))
+                answer = await self._handlers.predict_served(receive, content_length(scope))
                 status = answer.status
                 await answer.send(send)
             else:
