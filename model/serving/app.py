@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import orjson
@@ -30,17 +30,21 @@ logger = logging.getLogger(__name__)
 METRICS_PATHS = ("/metrics", "/monitoring/prometheus/metrics")
 
 
-def _json(body: bytes | dict[str, Any], status: int = 200, *, close: bool = False) -> Response:
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Answer(content, status, close).response()
+def _json(body: bytes | dict[str, Any], status: int = 200, *, close: bool = False) -> Answer:
+    return Answer(body if isinstance(body, bytes) else orjson.dumps(body), status, close)
 
 
-def _error_answer(message: str, status: int, *, close: bool = False) -> Answer:
+def _error(message: str, status: int, *, close: bool = False) -> Answer:
     return Answer(protocol.error_body(message), status, close)
 
 
-def _error(message: str, status: int, *, close: bool = False) -> Response:
-    return _error_answer(message, status, close=close).response()
+def _json_route(path: str, handler: Callable[[Request], Awaitable[Answer]], method: str) -> Route:
+    """A route whose handler answers JSON, handed to Starlette as its Response."""
+
+    async def endpoint(request: Request) -> Response:
+        return (await handler(request)).response()
+
+    return Route(path, endpoint, methods=[method])
 
 
 class _ModelNameConvertor(Convertor[str]):
@@ -63,13 +67,9 @@ class _Handlers:
         self.runtime = runtime
         self.settings = runtime.settings
 
-    def _unavailable(self) -> Response:
-        return self._unavailable_answer().response()
-
-    def _unavailable_answer(self) -> Answer:
+    def _unavailable(self) -> Answer:
         runtime = self.runtime
-        draining = runtime.phase is not Phase.LOADING
-        return _error_answer(runtime.not_ready_reason(), 503, close=draining)
+        return _error(runtime.not_ready_reason(), 503, close=runtime.phase is not Phase.LOADING)
 
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -77,7 +77,7 @@ class _Handlers:
     async def metrics(self, request: Request) -> Response:
         return Response(self.runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    def _not_found(self, request: Request, not_found: str) -> Response | None:
+    def _not_found(self, request: Request, not_found: str) -> Answer | None:
         """The 404 when the path names another model or version; None when it names ours."""
         name = request.path_params["name"]
         version = request.path_params.get("version")
@@ -88,7 +88,7 @@ class _Handlers:
             return _error(not_found.format(name=name, version=version), 404)
         return None
 
-    async def status(self, request: Request) -> Response:
+    async def status(self, request: Request) -> Answer:
         version = request.path_params.get("version")
         not_found = (
             "Could not find any versions of model {name}"
@@ -112,7 +112,7 @@ class _Handlers:
             }
         )
 
-    async def metadata(self, request: Request) -> Response:
+    async def metadata(self, request: Request) -> Answer:
         if (problem := self._not_found(request, _servable_not_found(request))) is not None:
             return problem
         model = self.runtime.model
@@ -129,11 +129,10 @@ class _Handlers:
             }
         )
 
-    async def predict(self, request: Request) -> Response:
+    async def predict(self, request: Request) -> Answer:
         if (problem := self._not_found(request, _servable_not_found(request))) is not None:
             return problem
-        answer = await self.predict_served(request.receive, request.headers.get("content-length"))
-        return answer.response()
+        return await self.predict_served(request.receive, request.headers.get("content-length"))
 
     async def predict_served(self, receive: Receive, declared_length: str | None) -> Answer:
         """A predict call already known to name the served model, its body still unread."""
@@ -146,25 +145,25 @@ class _Handlers:
                 protocol.check_rows(parsed.rows, self.settings.max_batch_size)
                 outputs = await batcher.submit(parsed.inputs, parsed.rows, inline_when_alone=True)
         except NotAcceptingError:
-            return self._unavailable_answer()
+            return self._unavailable()
         except (RequestError, BodyTooLargeError) as error:
-            return _error_answer(str(error), error.status)
+            return _error(str(error), error.status)
         except ClientDisconnect:
             return Answer(b"", 400)
         except Exception as error:
             logger.exception("prediction failed")
-            return _error_answer(f"prediction failed: {error}", 500)
+            return _error(f"prediction failed: {error}", 500)
         return Answer(protocol.render_predict(parsed.format, outputs, parsed.rows))
 
-    async def classify(self, request: Request) -> Response:
+    async def classify(self, request: Request) -> Answer:
         return await self._examples(request, "classification")
 
-    async def regress(self, request: Request) -> Response:
+    async def regress(self, request: Request) -> Answer:
         return await self._examples(request, "regression")
 
     async def _examples(
         self, request: Request, kind: Literal["classification", "regression"]
-    ) -> Response:
+    ) -> Answer:
         """Classify and regress take tf.Examples through a classify or regress signature; a
         predict-only model has none, and TF Serving answers 400 naming what is missing."""
         if (problem := self._not_found(request, _servable_not_found(request))) is not None:
@@ -182,12 +181,12 @@ class _Handlers:
         except (RequestError, BodyTooLargeError) as error:
             return _error(str(error), error.status)
         except ClientDisconnect:
-            return Response(status_code=400)
+            return Answer(b"", 400)
         if signature != SIGNATURE_NAME:
             return _error(f"No signature was found with the name: {signature}", 400)
         return _error(protocol.no_example_signature(kind, list(model.inputs)), 400)
 
-    async def unknown_label(self, request: Request) -> Response:
+    async def unknown_label(self, request: Request) -> Answer:
         """No version labels are configured (TF Serving's --model_config_file sets them)."""
         label = request.path_params["label"]
         return _error(f"Unrecognized servable version label: {label}", 400)
@@ -280,8 +279,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     "Malformed request", elsewhere a 404, in its JSON error shape."""
     assert isinstance(exc, HTTPException)
     if request.url.path.startswith("/v1/"):
-        return _error(f"Malformed request: {request.method} {request.url.path}", 400)
-    return _error(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code)
+        return _error(f"Malformed request: {request.method} {request.url.path}", 400).response()
+    return _error(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code).response()
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
@@ -300,23 +299,23 @@ def create_app(runtime: Runtime) -> ASGIApp:
     routes = [
         Route("/healthz", handlers.health, methods=["GET"]),
         *(Route(path, handlers.metrics, methods=["GET"]) for path in METRICS_PATHS),
-        Route(model_path, handlers.status, methods=["GET"]),
-        Route(version_path, handlers.status, methods=["GET"]),
-        Route(f"{model_path}/metadata", handlers.metadata, methods=["GET"]),
-        Route(f"{version_path}/metadata", handlers.metadata, methods=["GET"]),
+        _json_route(model_path, handlers.status, "GET"),
+        _json_route(version_path, handlers.status, "GET"),
+        _json_route(f"{model_path}/metadata", handlers.metadata, "GET"),
+        _json_route(f"{version_path}/metadata", handlers.metadata, "GET"),
         *(
             route
             for path in (model_path, version_path)
             for route in (
-                Route(f"{path}:predict", handlers.predict, methods=["POST"]),
-                Route(f"{path}:classify", handlers.classify, methods=["POST"]),
-                Route(f"{path}:regress", handlers.regress, methods=["POST"]),
+                _json_route(f"{path}:predict", handlers.predict, "POST"),
+                _json_route(f"{path}:classify", handlers.classify, "POST"),
+                _json_route(f"{path}:regress", handlers.regress, "POST"),
             )
         ),
-        Route(label_path, handlers.unknown_label, methods=["GET"]),
-        Route(f"{label_path}/metadata", handlers.unknown_label, methods=["GET"]),
+        _json_route(label_path, handlers.unknown_label, "GET"),
+        _json_route(f"{label_path}/metadata", handlers.unknown_label, "GET"),
         *(
-            Route(f"{label_path}:{verb}", handlers.unknown_label, methods=["POST"])
+            _json_route(f"{label_path}:{verb}", handlers.unknown_label, "POST")
             for verb in ("predict", "classify", "regress")
         ),
     ]
