@@ -131,7 +131,7 @@ lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (wit
 	  tests/unit tests/image tests/cluster tests/engine bench/engine_bench.py
 	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/app_cost.py ../bench/flask_baseline.py \
-	  ../bench/transport_ceiling.py ../bench/kserve_peer.py
+	  ../bench/transport_ceiling.py ../bench/kserve_peer.py ../bench/free_model.py
 	command -v shellcheck >/dev/null || scripts/apt-install.sh shellcheck
 	shellcheck scripts/*.sh .ci/run
 	scripts/toolchain.sh lint

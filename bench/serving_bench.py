@@ -10,6 +10,8 @@ ceiling measured the client.
 - ours, over REST and over gRPC (TensorFlow Serving's PredictionService, same server);
 - ours with SERVING_PROCESSES=--processes (one per core by default), over REST;
 - ours at an older commit (`--before-ref`), to show a change side by side;
+- ours with the model's call made free (free_model.py): the most the runtime's own work per
+  request allows;
 - KServe's Python ModelServer (`kserve` 0.21, bench/kserve_peer.py, its own virtualenv): its
   default single worker and the multi-worker setup its docs give for throughput;
 - the transport ceiling: our HTTP stack answering a precomputed response (transport_ceiling.py),
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -68,6 +71,7 @@ GUNICORN_WORKERS = 2
 # KServe's docs give --workers for using more of the container's CPUs: one per core here.
 KSERVE_WORKERS_FOR_THROUGHPUT = 2
 CEILING = "transport ceiling"
+FREE_MODEL = "ours, free model"
 IN_PROCESS_CALLS = 300
 # A server can stay busy after its client stops: the seed's gunicorn works through the requests
 # queued in its listen backlog for seconds, which fell on the next row's measurement. Each
@@ -502,6 +506,16 @@ def ceiling(response_file: Path, processes: int = 1) -> Server:
     )
 
 
+def free_model(args: argparse.Namespace) -> Server:
+    return dataclasses.replace(
+        ours(FREE_MODEL, MODEL_DIR, args, grpc=False),
+        description="ours in one process with the signature call replaced by canned rows of its "
+        "outputs (free_model.py): every other step of a request as served",
+        command=[sys.executable, str(ROOT / "bench" / "free_model.py")],
+        answers_for_real=False,
+    )
+
+
 def ours_name(processes: int) -> str:
     return "ours" if processes == 1 else f"ours x{processes}"
 
@@ -608,8 +622,9 @@ def comparisons(run: Run, limits: dict[str, Any], process_counts: list[int]) -> 
     # The server's engine: the runtime's default, which the bench leaves as it is.
     batch_max = limits[in_process_key("tflite", run.args.max_batch_size)]["images_per_s"]
     rows, goals = [], []
-    for processes in process_counts:
-        name = ours_name(processes)
+    # The free model's row shows the bound on ours, with no goals of its own.
+    compared = [(ours_name(processes), processes) for processes in process_counts]
+    for name, processes in [*compared, (FREE_MODEL, 1)]:
         if name not in servers:
             continue
         mine = servers[name].measurements
@@ -636,7 +651,8 @@ def comparisons(run: Run, limits: dict[str, Any], process_counts: list[int]) -> 
             row["throughput_over_in_process_batch_max"] = ratio(m.requests_per_s, batch_max)
             variant.append(row)
         rows += variant
-        goals += [(name, goal, met) for goal, met in _goals(mine, variant, bool(peers))]
+        if name != FREE_MODEL:
+            goals += [(name, goal, met) for goal, met in _goals(mine, variant, bool(peers))]
     return {
         "rows": rows,
         "goals": [{"server": name, "goal": goal, "met": met} for name, goal, met in goals],
@@ -838,6 +854,7 @@ def main() -> int:
                 run,
                 stack,
             )
+        rows += start(free_model(args), run, stack)
         if args.before_ref:
             tree = stack.enter_context(checkout(args.before_ref))
             rows += start(
