@@ -19,6 +19,11 @@ class BodyTooLargeError(Exception):
 
     status = 413
 
+    @classmethod
+    def of(cls, limit: int) -> BodyTooLargeError:
+        # Built only when raised: its message is not formatted on every request.
+        return cls(f"request body exceeds the limit of {limit} bytes")
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -48,9 +53,8 @@ class Answer:
 async def read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
     """The request's body; BodyTooLargeError once it passes ``limit`` bytes, ClientDisconnect if
     the client leaves first."""
-    too_large = BodyTooLargeError(f"request body exceeds the limit of {limit} bytes")
     if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
-        raise too_large
+        raise BodyTooLargeError.of(limit)
     chunks: list[bytes] = []
     size = 0
     # The declared length may be absent (chunked) or wrong: count what actually arrives.
@@ -61,7 +65,7 @@ async def read_body(receive: Receive, declared_length: str | None, limit: int) -
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise BodyTooLargeError.of(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
