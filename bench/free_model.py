@@ -29,11 +29,7 @@ from serving.model import LoadedModel, load_latest
 
 def _with_free_calls(name: str, base_path: Path, engine: str = "tflite") -> LoadedModel:
     model = load_latest(name, base_path, engine)
-    one_row = {
-        input_name: np.zeros((1, *[dim or 1 for dim in info.shape[1:]]), info.dtype)
-        for input_name, info in model.inputs.items()
-    }
-    answer = model.predict(one_row)
+    answer = model.predict(model.zeros(1))
 
     def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = next(iter(inputs.values())).shape[0]

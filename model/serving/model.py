@@ -263,15 +263,17 @@ class LoadedModel:
         self.predict: Predict = runner.predict
         """Outputs by name for inputs by name; safe to call from a worker thread."""
 
+    def zeros(self, rows: int) -> Tensors:
+        """Inputs of ``rows`` rows, all zero (other free dimensions: 1)."""
+        return {
+            name: np.zeros((rows, *[dim or 1 for dim in info.shape[1:]]), info.dtype)
+            for name, info in self.inputs.items()
+        }
+
     def warm_up(self, batch_sizes: tuple[int, ...]) -> None:
         """Run every batch size once so the first real requests pay no one-time costs."""
         for rows in batch_sizes:
-            self.predict(
-                {
-                    name: np.zeros((rows, *[dim or 1 for dim in info.shape[1:]]), info.dtype)
-                    for name, info in self.inputs.items()
-                }
-            )
+            self.predict(self.zeros(rows))
 
 
 def load_latest(name: str, base_path: Path, engine: str = "tflite") -> LoadedModel:
