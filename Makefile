@@ -127,7 +127,7 @@ destroy: $(STACK_PREREQUISITES) ## Delete everything STACK deployed
 lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (with shellcheck on run: steps)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy __main__.py settings.py config_reader.py stack_outputs.py components engine policy review \
+	$(VENV)/bin/mypy __main__.py settings.py config_reader.py stack_outputs.py components model_contract engine policy review \
 	  tests/unit tests/image tests/cluster tests/engine bench/engine_bench.py
 	cd model && .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/app_cost.py ../bench/flask_baseline.py \

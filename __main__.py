@@ -40,15 +40,35 @@ except ConfigError as error:
 
 provider = kubernetes_provider("kubernetes", settings.kubernetes)
 
-image = ModelImage(
-    "model-image",
-    ModelImageArgs(
-        image=settings.image,
-        context_dir="model",
-        model_name=settings.server.model_name,
-        ca_bundle=build_ca_bundle(),
-    ),
-)
+
+def model_context(version_dir: Path) -> str:
+    """The served version's directory as the build reads it: relative to the project when it is
+    inside (state stays portable between checkouts), else absolute."""
+    project = Path(__file__).resolve().parent
+    return str(
+        version_dir.relative_to(project) if version_dir.is_relative_to(project) else version_dir
+    )
+
+
+model = settings.model
+image_ref: pulumi.Input[str]
+image_digest: pulumi.Input[str]
+if model.pinned_image is None:
+    image = ModelImage(
+        "model-image",
+        ModelImageArgs(
+            image=settings.image,
+            context_dir="model",
+            model_name=settings.server.model_name,
+            model_version=model.contract.version,
+            model_dir=model_context(model.version_dir),
+            ca_bundle=build_ca_bundle(),
+        ),
+    )
+    image_ref, image_digest = image.image_ref, image.digest
+else:
+    # Rolled back (servingImage): an image the registry already holds, and no build.
+    image_ref, image_digest = model.pinned_image, model.pinned_image.rpartition("@")[2]
 gpu_pool = GpuNodePool(
     "gpu-pool", GpuNodePoolArgs(pool=settings.gpu_pool, kubernetes_provider=provider)
 )
@@ -59,16 +79,20 @@ server = ModelServer(
         namespace=settings.kubernetes.namespace,
         create_namespace=settings.kubernetes.create_namespace,
         pod_security_version=settings.kubernetes.pod_security_version,
-        image_ref=image.image_ref,
+        image_ref=image_ref,
         scheduling=gpu_pool.scheduling,
         cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
+        contract=model.contract,
+        accept_breaking_contract=model.accept_breaking,
     ),
     # Pods only schedule once the pool exists.
     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[gpu_pool]),
 )
 
-pulumi.export(stack_outputs.IMAGE_REF, image.image_ref)
-pulumi.export(stack_outputs.IMAGE_DIGEST, image.digest)
+pulumi.export(stack_outputs.IMAGE_REF, image_ref)
+pulumi.export(stack_outputs.IMAGE_DIGEST, image_digest)
+pulumi.export(stack_outputs.MODEL_PATH, model.path)
+pulumi.export(stack_outputs.MODEL_CONTRACT, model.contract.output())
 pulumi.export(stack_outputs.GPU_POOL_NAME, gpu_pool.pool_name)
 pulumi.export(stack_outputs.NAMESPACE, settings.kubernetes.namespace)
 pulumi.export(stack_outputs.DEPLOYMENT_NAME, server.deployment_name)

@@ -18,7 +18,10 @@ from typing import Literal, cast
 import pulumi
 
 from components.gpu_pools import GpuPoolSettings, read_gpu_pool
-from config_reader import DNS_LABEL, ConfigError, Quantity, Reader, is_cidr
+from config_reader import DIGEST_PINNED_IMAGE, DNS_LABEL, ConfigError, Quantity, Reader, is_cidr
+from model_contract.contract import Contract
+from model_contract.repository import ModelRepositoryError, versions
+from model_contract.saved_model import SavedModelError, read_signatures
 
 __all__ = ["ConfigError", "GpuPoolSettings", "Quantity", "Settings", "load_settings"]
 
@@ -58,6 +61,10 @@ _POD_SECURITY_VERSION = re.compile(r"^v1\.[0-9]{1,3}$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PLATFORM = re.compile(r"^linux/(?:amd64|arm64)$")
 _BUILDER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_SIGNATURE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{16}$")
+# Relative model paths are the project's (where Pulumi.yaml is), whatever the working directory.
+PROJECT_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,21 @@ class ImageSettings:
     @property
     def repository_url(self) -> str:
         return f"{self.registry}/{self.repository}"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The SavedModel version the stack serves, and the contract read from it."""
+
+    path: str
+    """modelPath as written: relative to the project, or absolute."""
+    version_dir: Path
+    """The served version's directory: the image build's model context."""
+    contract: Contract
+    accept_breaking: str | None
+    """The fingerprint of a breaking contract this stack accepts (modelContractAcceptBreaking)."""
+    pinned_image: str | None
+    """An image already built, pinned by digest, served instead of a build (make rollback)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,7 @@ class Settings:
     image: ImageSettings
     gpu_pool: GpuPoolSettings
     server: ServerSettings
+    model: ModelSettings
 
 
 def load_settings(config: pulumi.Config | None = None) -> Settings:
@@ -175,11 +198,15 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     image = _image(reader, runtime)
     gpu_pool = read_gpu_pool(reader)
     server = _server(reader, runtime)
+    model = _model(reader, server.model_name)
     _check_across(reader, gpu_pool, server)
     _check_serving_processes(reader, image, server)
     if reader.problems:
         raise ConfigError(reader.problems)
-    return Settings(kubernetes=kubernetes, image=image, gpu_pool=gpu_pool, server=server)
+    assert model is not None  # a None model always comes with a problem
+    return Settings(
+        kubernetes=kubernetes, image=image, gpu_pool=gpu_pool, server=server, model=model
+    )
 
 
 def _kubernetes(r: Reader) -> KubernetesSettings:
@@ -293,6 +320,66 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
             "allowedEgressCidrs", is_cidr, "must be a CIDR such as 10.0.0.0/8"
         ),
         metrics=_metrics(r),
+    )
+
+
+def _model(r: Reader, model_name: str) -> ModelSettings | None:
+    """The served version's signatures, read at preview: a model the stack cannot serve is a
+    config error naming the key and the path, not a rollout that never becomes ready."""
+    path = r.text("modelPath")
+    version_text = r.text("modelVersion")
+    signature = r.text("signatureName", _SIGNATURE_NAME, "must be a signature name")
+    accept_breaking = r.optional_text(
+        "modelContractAcceptBreaking",
+        _FINGERPRINT,
+        "must be the fingerprint of the contract to accept, sha256:<16 hex digits>, as the "
+        "model-contract policy violation names it",
+    )
+    pinned_image = r.optional_text(
+        "servingImage", DIGEST_PINNED_IMAGE, "must be an image pinned by digest, repo@sha256:..."
+    )
+    version: int | None = None
+    if version_text:
+        if not version_text.isdigit():
+            r.problem(
+                "modelVersion", version_text, "must be a version number, or empty for the highest"
+            )
+            return None
+        version = int(version_text)
+    base = Path(path) if Path(path).is_absolute() else PROJECT_DIR / path
+    try:
+        found = versions(base)
+    except ModelRepositoryError as error:
+        r.problem("modelPath", path, str(error))
+        return None
+    served = max(found) if version is None else version
+    if served not in found:
+        present = ", ".join(map(str, found))
+        r.problem(
+            "modelVersion", version_text, f"is not a version under {base} (it has: {present})"
+        )
+        return None
+    directory = found[served]
+    try:
+        signatures = read_signatures(directory / "saved_model.pb")
+    except SavedModelError as error:
+        r.problem("modelPath", path, str(error))
+        return None
+    if not signatures:
+        r.problem("modelPath", path, f"{directory / 'saved_model.pb'} has no signature to serve")
+        return None
+    if signature not in signatures:
+        present = ", ".join(signatures)
+        r.problem(
+            "signatureName", signature, f"is not a signature of {directory} (it has: {present})"
+        )
+        return None
+    return ModelSettings(
+        path=path,
+        version_dir=directory,
+        contract=Contract(model_name, served, signature, signatures),
+        accept_breaking=accept_breaking,
+        pinned_image=pinned_image,
     )
 
 

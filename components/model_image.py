@@ -13,6 +13,10 @@ from settings import ImageSettings
 # Build arguments of model/Dockerfile (see model/README.md, "Image").
 VARIANT_BUILD_ARG = "VARIANT"
 MODEL_NAME_BUILD_ARG = "MODEL_NAME"
+MODEL_VERSION_BUILD_ARG = "MODEL_VERSION"
+# The build context model/Dockerfile copies the served SavedModel version from: any directory,
+# inside the repository or not, and only that version's bytes reach the image.
+MODEL_CONTEXT = "model"
 # BuildKit secret id through which model/Dockerfile trusts an extra CA bundle.
 CA_BUNDLE_SECRET_ID = "ca_bundle"
 
@@ -48,6 +52,10 @@ class ModelImageArgs:
     """Build context (the model/ directory), relative to the project so state is portable."""
     model_name: str
     """Model name baked into the image's serving configuration."""
+    model_version: int
+    """The version the image serves, under /models/<model_name>/<model_version>."""
+    model_dir: str
+    """The served version's SavedModel directory (relative to the project, or absolute)."""
     ca_bundle: pulumi.Input[str] | None = None
     """PEM contents of an extra CA bundle for builds behind a TLS-intercepting proxy."""
 
@@ -66,7 +74,11 @@ class ModelImage(pulumi.ComponentResource):
         super().__init__("gpu-model-serving:image:ModelImage", name, None, opts)
         image = args.image
         profile = profile_for(image.runtime)
-        build_args = {VARIANT_BUILD_ARG: image.variant, MODEL_NAME_BUILD_ARG: args.model_name}
+        build_args = {
+            VARIANT_BUILD_ARG: image.variant,
+            MODEL_NAME_BUILD_ARG: args.model_name,
+            MODEL_VERSION_BUILD_ARG: str(args.model_version),
+        }
         if image.base_image is not None:
             build_args[profile.base_image_build_arg] = image.base_image
         secrets: dict[str, pulumi.Input[str]] = {}
@@ -75,7 +87,10 @@ class ModelImage(pulumi.ComponentResource):
 
         built = docker_build.Image(
             f"{name}-build",
-            context=docker_build.BuildContextArgs(location=args.context_dir),
+            context=docker_build.BuildContextArgs(
+                location=args.context_dir,
+                named={MODEL_CONTEXT: docker_build.ContextArgs(location=args.model_dir)},
+            ),
             dockerfile=docker_build.DockerfileArgs(location=f"{args.context_dir}/Dockerfile"),
             target=profile.dockerfile_target,
             build_args=build_args,

@@ -27,6 +27,11 @@ from components.runtime_profiles import (
     RuntimeProfile,
     profile_for,
 )
+from model_contract.contract import (
+    ACCEPT_BREAKING_ANNOTATION,
+    CONFIG_MAP_COMPONENT,
+    Contract,
+)
 from settings import ServerSettings
 
 MODELS_DIR = "/models"
@@ -41,13 +46,21 @@ GRACE_MARGIN_SECONDS = 5
 # manager changed it by hand (kubectl edit/patch), so `up` restores drift instead of failing on
 # a conflict. Fields the stack does not declare (the HPA's replica count) keep their owners.
 TAKE_BACK_DECLARED_FIELDS = {"pulumi.com/patchForce": "true"}
+# On the Deployment (not its pod template: they describe the image, which already rolls pods).
+MODEL_VERSION_ANNOTATION = "gpu-model-serving/model-version"
+CONTRACT_ANNOTATION = "gpu-model-serving/model-contract"
 
 
-def container_env(server: ServerSettings, profile: RuntimeProfile) -> dict[str, str]:
-    """The shared knobs both runtimes read (model/serving/limits.json), then the runtime's own."""
+def container_env(
+    server: ServerSettings, profile: RuntimeProfile, signature: str
+) -> dict[str, str]:
+    """The shared knobs both runtimes read (model/serving/limits.json), then the runtime's own.
+    SIGNATURE_NAME is the Python runtime's default signature; TF Serving's is always
+    serving_default, and its clients name any other."""
     return {
         "MODEL_NAME": server.model_name,
         "MODEL_BASE_PATH": f"{MODELS_DIR}/{server.model_name}",
+        "SIGNATURE_NAME": signature,
         "PORT": str(REST_PORT),
         "GRPC_PORT": str(GRPC_PORT),
         "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
@@ -74,6 +87,10 @@ class ModelServerArgs:
     """Node selector, tolerations and GPU resource of the pool."""
     cluster_reachable: bool
     """False when rendering manifests: nothing can be looked up in a cluster."""
+    contract: Contract
+    """The served model version's signatures, declared in a ConfigMap for clients and reviews."""
+    accept_breaking_contract: str | None = None
+    """The fingerprint of a breaking contract change the stack accepts (policy model-contract)."""
 
 
 def _namespace_peer(namespace: str) -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -125,6 +142,7 @@ class ModelServer(pulumi.ComponentResource):
         self._disruption_budget(name, server, child)
         self._network_policy(name, server, child)
         self._monitor(name, server, args.cluster_reachable, child)
+        self._contract(name, args, child)
         self.adapter_rules = (
             prometheus_adapter_rules(
                 args.namespace, server.model_name, server.autoscaling.requests_metric_name
@@ -194,9 +212,15 @@ class ModelServer(pulumi.ComponentResource):
         model_status = k8s.core.v1.HTTPGetActionArgs(
             path=f"/v1/models/{server.model_name}", port="http"
         )
+        metadata = self._metadata()
+        metadata.annotations = {
+            **TAKE_BACK_DECLARED_FIELDS,
+            MODEL_VERSION_ANNOTATION: str(args.contract.version),
+            CONTRACT_ANNOTATION: args.contract.fingerprint,
+        }
         return k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=self._metadata(),
+            metadata=metadata,
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 # No replicas: the HPA owns the count. Declaring one would reset the HPA's
                 # choice on every update and show its scaling as drift.
@@ -251,7 +275,9 @@ class ModelServer(pulumi.ComponentResource):
                                 image_pull_policy="IfNotPresent",
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name=k, value=v)
-                                    for k, v in container_env(server, self._profile).items()
+                                    for k, v in container_env(
+                                        server, self._profile, args.contract.signature
+                                    ).items()
                                 ],
                                 ports=[
                                     k8s.core.v1.ContainerPortArgs(
@@ -518,6 +544,27 @@ class ModelServer(pulumi.ComponentResource):
                 egress=self._egress(server),
                 ingress=ingress,
             ),
+            opts=opts,
+        )
+
+    def _contract(
+        self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions
+    ) -> k8s.core.v1.ConfigMap:
+        """The served version's signatures where clients, reviewers and the next preview read
+        them: a contract change shows as a field diff, and the policy pack compares it with
+        what the live stack serves."""
+        annotations = dict(TAKE_BACK_DECLARED_FIELDS)
+        if args.accept_breaking_contract is not None:
+            annotations[ACCEPT_BREAKING_ANNOTATION] = args.accept_breaking_contract
+        return k8s.core.v1.ConfigMap(
+            f"{name}-contract",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{args.server.model_name}-contract",
+                namespace=self._namespace,
+                labels={**self._labels, "app.kubernetes.io/component": CONFIG_MAP_COMPONENT},
+                annotations=annotations,
+            ),
+            data=args.contract.config_map_data(),
             opts=opts,
         )
 

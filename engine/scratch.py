@@ -20,7 +20,7 @@ PROJECT_FILES = (
     "config_reader.py",
     "stack_outputs.py",
 )
-PROJECT_DIRS = ("components", "model")
+PROJECT_DIRS = ("components", "model", "model_contract")
 _IGNORED = shutil.ignore_patterns(".venv", "__pycache__", ".pytest_cache", ".mypy_cache")
 
 

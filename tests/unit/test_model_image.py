@@ -28,6 +28,8 @@ def build(stack: str, ca_bundle: str | None = None, **overrides: object) -> Mode
                     image=settings.image,
                     context_dir="model",
                     model_name="digits",
+                    model_version=2,
+                    model_dir="model/export/digits/2",
                     ca_bundle=ca_bundle,
                 ),
             )
@@ -41,12 +43,17 @@ def test_dev_builds_the_python_cpu_target_from_model_and_pushes_to_the_local_reg
 ) -> None:
     build("dev")
     image = mocks.one(IMAGE).inputs
-    assert image["context"] == {"location": "model"}
+    # The served version through its own named context: only its bytes reach the image.
+    assert image["context"] == {
+        "location": "model",
+        "named": {"model": {"location": "model/export/digits/2"}},
+    }
     assert image["dockerfile"] == {"location": "model/Dockerfile"}
     assert image["target"] == "python"
     assert image["buildArgs"] == {
         "VARIANT": "cpu",
         "MODEL_NAME": "digits",
+        "MODEL_VERSION": "2",
         "PYTHON_BASE": "127.0.0.1:5000/debian-python:bookworm",
     }
     assert image["push"] is True

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from components.model_server import ModelServer, ModelServerArgs
+from model_contract.contract import ACCEPT_BREAKING_ANNOTATION, Contract
 from tests.unit.harness import StackMocks, construct, resolve, settings_for
 
 IMAGE_REF = "127.0.0.1:5000/model-server@sha256:" + "ab" * 32
@@ -22,6 +23,8 @@ def serve(stack: str = "dev", /, **overrides: object) -> ModelServer:
         image_ref=IMAGE_REF,
         scheduling=settings.gpu_pool.scheduling(),
         cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
+        contract=settings.model.contract,
+        accept_breaking_contract=settings.model.accept_breaking,
     )
     return construct(lambda: ModelServer("model-server", args))
 
@@ -117,9 +120,12 @@ def strategy(mocks: StackMocks) -> dict[str, int]:
         # 3 nodes, 3 pods: no room at full scale, so one old pod goes first.
         ({"hpaMaxReplicas": 3}, {"maxSurge": 0, "maxUnavailable": 1}),
         # 2 GPUs per node, 2 per pod: 3 pods fit; 4 nodes of 2: 4 pods fit, one more than 3.
-        ({"gpuAcceleratorsPerNode": 2, "gpuCount": 2}, {"maxSurge": 0, "maxUnavailable": 1}),
         (
-            {"gpuAcceleratorsPerNode": 2, "gpuCount": 2, "gpuPoolMaxNodes": 4},
+            {"gpuAcceleratorsPerNode": 2, "gpuCount": 2, "hpaMaxReplicas": 3},
+            {"maxSurge": 0, "maxUnavailable": 1},
+        ),
+        (
+            {"gpuAcceleratorsPerNode": 2, "gpuCount": 2, "gpuPoolMaxNodes": 4, "hpaMaxReplicas": 3},
             {"maxSurge": 1, "maxUnavailable": 0},
         ),
         # Pods claiming no GPU are not bounded by the pool's GPUs.
@@ -189,6 +195,7 @@ def test_python_runtime_is_configured_by_environment_on_the_rest_and_grpc_ports(
     assert env_of(main) == {
         "MODEL_NAME": "digits",
         "MODEL_BASE_PATH": "/models/digits",
+        "SIGNATURE_NAME": "serving_default",
         "HOST": "0.0.0.0",
         "PORT": "8501",
         "GRPC_PORT": "8500",
@@ -226,6 +233,7 @@ def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackM
     assert env_of(main) == {
         "MODEL_NAME": "digits",
         "MODEL_BASE_PATH": "/models/digits",
+        "SIGNATURE_NAME": "serving_default",
         "PORT": "8501",
         "GRPC_PORT": "8500",
         "DRAIN_TIMEOUT_SECONDS": "30",
@@ -250,7 +258,7 @@ def test_hpa_scales_the_deployment_on_cpu(mocks: StackMocks) -> None:
         "kind": "Deployment",
         "name": "digits-server",
     }
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2)
     assert hpa["metrics"] == [
         {
             "type": "Resource",
@@ -427,3 +435,32 @@ def test_the_predict_url_is_the_service_dns_name() -> None:
     assert resolve(server.predict_url) == (
         "http://digits-server.model-serving.svc.cluster.local:8501/v1/models/digits:predict"
     )
+
+
+def test_the_contract_is_declared_in_a_config_map_and_on_the_deployment(
+    mocks: StackMocks,
+) -> None:
+    contract = settings_for("dev").model.contract
+    serve()
+    config_map = mocks.one("kubernetes:core/v1:ConfigMap").inputs
+    assert config_map["metadata"]["name"] == "digits-contract"
+    assert config_map["metadata"]["labels"]["app.kubernetes.io/component"] == "model-contract"
+    assert Contract.from_config_map_data(config_map["data"]) == contract
+    assert ACCEPT_BREAKING_ANNOTATION not in config_map["metadata"]["annotations"]
+    annotations = mocks.one("kubernetes:apps/v1:Deployment").inputs["metadata"]["annotations"]
+    assert annotations["gpu-model-serving/model-version"] == str(contract.version)
+    assert annotations["gpu-model-serving/model-contract"] == contract.fingerprint
+    # Not on the pod template: a new contract comes with a new image, which rolls the pods.
+    template = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+    assert "gpu-model-serving/model-version" not in template["metadata"]["annotations"]
+
+
+def test_an_accepted_breaking_contract_is_annotated_for_the_policy(mocks: StackMocks) -> None:
+    serve(modelContractAcceptBreaking="sha256:0123456789abcdef")
+    annotations = mocks.one("kubernetes:core/v1:ConfigMap").inputs["metadata"]["annotations"]
+    assert annotations[ACCEPT_BREAKING_ANNOTATION] == "sha256:0123456789abcdef"
+
+
+def test_the_python_runtime_serves_the_stacks_signature(mocks: StackMocks) -> None:
+    serve()
+    assert env_of(container(mocks))["SIGNATURE_NAME"] == "serving_default"

@@ -32,9 +32,10 @@ def test_dev_stack_settings_are_the_local_default() -> None:
     assert loaded.gpu_pool.provider == "existing"
     assert loaded.image.registry == "127.0.0.1:5000"
     assert loaded.image.runtime == "python"
+    # One pod fewer than the pool's three GPUs, so a rollout surges instead of going a pod short.
     assert (loaded.server.autoscaling.min_replicas, loaded.server.autoscaling.max_replicas) == (
         1,
-        3,
+        2,
     )
     assert loaded.server.resources.memory_limit == Quantity("1Gi", Fraction(1024**3))
 
@@ -273,7 +274,7 @@ def test_a_key_missing_from_the_config_is_reported_not_defaulted() -> None:
 def test_a_config_mistake_ends_the_program_with_the_message_and_no_traceback() -> None:
     with pytest.raises(pulumi.RunError) as raised:
         run_stack("dev", hpaMinReplicas=5)
-    assert "hpaMinReplicas = 5: must be ≤ hpaMaxReplicas (3)" in str(raised.value)
+    assert "hpaMinReplicas = 5: must be ≤ hpaMaxReplicas (2)" in str(raised.value)
     # RunError is the SDK's "clean exit": the engine prints its message without a stack trace.
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
 

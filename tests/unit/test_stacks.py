@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import stack_outputs
+from model_contract.contract import Contract
 from tests.unit.harness import StackMocks, run_stack
 from tests.unit.kubernetes_schema import kubernetes_version, validation_errors
 from tests.unit.test_settings import _eks_overrides
@@ -22,6 +23,7 @@ SERVING_KINDS = {
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "NetworkPolicy",
+    "ConfigMap",
 }
 
 
@@ -191,3 +193,12 @@ def test_a_bad_build_ca_bundle_is_a_clear_error(
     monkeypatch.setenv("MODEL_BUILD_CA_BUNDLE", str(bundle))
     with pytest.raises(pulumi.RunError, match=f"MODEL_BUILD_CA_BUNDLE={bundle}: {message}"):
         run_stack("dev")
+
+
+def test_each_stack_exports_the_contract_its_config_map_declares(mocks: StackMocks) -> None:
+    outputs = run_stack("dev")
+    contract = Contract.from_output(outputs[stack_outputs.MODEL_CONTRACT])
+    config_map = objects_by_kind(mocks)["ConfigMap"]
+    assert Contract.from_config_map_data(config_map["data"]) == contract
+    assert (contract.model, contract.signature) == ("digits", "serving_default")
+    assert outputs[stack_outputs.MODEL_PATH] == "model/export/digits"
