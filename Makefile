@@ -104,6 +104,10 @@ preview: $(STACK_PREREQUISITES) ## Show what `make up` would change in STACK (di
 drift: $(STACK_PREREQUISITES) ## Compare STACK with the live cluster; writes nothing to state (exit 2: drift)
 	$(WITH_CLUSTER) $(ENGINE) drift --stack $(STACK) --report $(DRIFT_REPORT)
 
+.PHONY: rollback
+rollback: $(STACK_PREREQUISITES) ## Put STACK back on the image it ran before (TO=<digest or model version>): no build, pinned in its stack file
+	$(WITH_CLUSTER) $(ENGINE) rollback --stack $(STACK) $(if $(TO),--to $(TO))
+
 # Cloud stacks' provider plugins, downloaded from Pulumi's plugin host: only where that is
 # reachable (the workflows' runners), never on the offline development machine.
 CLOUD_PLUGINS := gcp=$(shell sed -n 's/^pulumi-gcp==//p' requirements-gcp.txt) aws=$(shell sed -n 's/^pulumi-aws==//p' requirements-aws.txt)

@@ -30,6 +30,8 @@ from components.runtime_profiles import (
 from model_contract.contract import (
     ACCEPT_BREAKING_ANNOTATION,
     CONFIG_MAP_COMPONENT,
+    CONTRACT_ANNOTATION,
+    MODEL_VERSION_ANNOTATION,
     Contract,
 )
 from settings import ServerSettings
@@ -46,9 +48,6 @@ GRACE_MARGIN_SECONDS = 5
 # manager changed it by hand (kubectl edit/patch), so `up` restores drift instead of failing on
 # a conflict. Fields the stack does not declare (the HPA's replica count) keep their owners.
 TAKE_BACK_DECLARED_FIELDS = {"pulumi.com/patchForce": "true"}
-# On the Deployment (not its pod template: they describe the image, which already rolls pods).
-MODEL_VERSION_ANNOTATION = "gpu-model-serving/model-version"
-CONTRACT_ANNOTATION = "gpu-model-serving/model-contract"
 
 
 def container_env(
@@ -136,13 +135,20 @@ class ModelServer(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self, depends_on=namespace_dependency)
         account = self._service_account(name, child)
-        deployment = self._deployment(name, args, account, child)
+        # The contract first, and the Deployment after it: the policy judges the ConfigMap, so
+        # an `up` that the model-contract rule stops has not rolled the new model yet.
+        contract = self._contract(name, args, child)
+        deployment = self._deployment(
+            name,
+            args,
+            account,
+            pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[contract])),
+        )
         service = self._service(name, server, child)
         self._autoscaler(name, server, deployment, child)
         self._disruption_budget(name, server, child)
         self._network_policy(name, server, child)
         self._monitor(name, server, args.cluster_reachable, child)
-        self._contract(name, args, child)
         self.adapter_rules = (
             prometheus_adapter_rules(
                 args.namespace, server.model_name, server.autoscaling.requests_metric_name
@@ -212,6 +218,8 @@ class ModelServer(pulumi.ComponentResource):
         model_status = k8s.core.v1.HTTPGetActionArgs(
             path=f"/v1/models/{server.model_name}", port="http"
         )
+        # On the Deployment, not its pod template: a new model comes with a new image, which
+        # rolls the pods already.
         metadata = self._metadata()
         metadata.annotations = {
             **TAKE_BACK_DECLARED_FIELDS,

@@ -9,12 +9,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pulumi import automation as auto
 
 from engine import driver
 from engine.environment import REPO, EngineMissingError, engine_environment, shell_exports
 from engine.preview_record import preview_record
+from engine.rollback import RollbackError
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 2
@@ -28,7 +30,7 @@ OPERATIONS = {
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    parser.add_argument("command", choices=[*OPERATIONS, "drift", "env"])
+    parser.add_argument("command", choices=[*OPERATIONS, "drift", "rollback", "env"])
     parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
     parser.add_argument(
         "--config-file",
@@ -46,6 +48,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--remove", action="store_true", help="destroy: also remove the stack and its history"
     )
+    parser.add_argument(
+        "--to",
+        help="rollback: an image digest or reference, or a model version, the Deployment ran "
+        "before (default: the image before the current one)",
+    )
+    parser.add_argument(
+        "--policy-config",
+        type=Path,
+        help="JSON file of policy pack settings by rule, e.g. "
+        '{"model-contract": {"productionStacks": ["prod", "staging"]}}',
+    )
     return parser.parse_args(argv)
 
 
@@ -54,9 +67,15 @@ def main(argv: list[str]) -> int:
     if args.command == "env":
         print(shell_exports(engine_environment()))
         return 0
+    try:
+        policy_config = _policy_config(args.policy_config) if args.policy_config else {}
+    except ValueError as error:
+        print(f"engine: {error}", file=sys.stderr)
+        return EXIT_ERROR
     target = driver.StackTarget(
         name=args.stack,
         config_file=args.config_file or REPO / f"Pulumi.{args.stack}.yaml",
+        policy_config=policy_config,
     )
     if not target.config_file.is_file():
         print(f"engine: no stack configuration {target.config_file}", file=sys.stderr)
@@ -71,13 +90,15 @@ def main(argv: list[str]) -> int:
                 _write_json(args.report, report.as_json())
             print(report.describe())
             return EXIT_DRIFT if report.drifted else 0
-        if args.command == "preview" and args.record:
+        if args.command == "rollback":
+            driver.rollback(stack, target, progress, to=args.to)
+        elif args.command == "preview" and args.record:
             _recorded_preview(stack, target, args.record)
         else:
             OPERATIONS[args.command](stack, target, progress)
         if args.command == "destroy" and args.remove:
             stack.workspace.remove_stack(target.name)
-    except EngineMissingError as error:
+    except (EngineMissingError, RollbackError) as error:
         print(f"engine: {error}", file=sys.stderr)
         return EXIT_ERROR
     except auto.CommandError as error:
@@ -99,6 +120,20 @@ def _recorded_preview(stack: auto.Stack, target: driver.StackTarget, record: Pat
         succeeded = True
     finally:
         _write_json(record, preview_record(target.name, events, succeeded).as_json())
+
+
+def _policy_config(path: Path) -> dict[str, dict[str, Any]]:
+    """--policy-config's file: a JSON object of rule name to an object of settings."""
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--policy-config {path}: {error}") from None
+    if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+        raise ValueError(
+            f"--policy-config {path}: must be a JSON object of rule name to an object of "
+            'settings, e.g. {"model-contract": {"productionStacks": ["prod"]}}'
+        )
+    return loaded
 
 
 def _write_json(path: Path, data: object) -> None:

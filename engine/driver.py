@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import runpy
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pulumi import automation as auto
 
+import stack_outputs
 from engine.drift import DriftReport, drift_report
 from engine.environment import (
     ENGINE_CLI_ROOT,
@@ -21,9 +26,12 @@ from engine.environment import (
     ensure_local_backend,
     install_policy_analyzer,
 )
+from engine.rollback import choose, kubectl_for, pin, revisions, serving
 
 # Mandatory on every preview and up: a violation fails the operation.
 POLICY_PACKS = [str(POLICY_PACK_DIR)]
+# The rule that compares a planned model contract with the live one (policy/rules.py).
+MODEL_CONTRACT_RULE = "model-contract"
 
 
 def project_name(work_dir: Path) -> str:
@@ -48,6 +56,8 @@ class StackTarget:
     config_file: Path
     """Stack configuration (default: Pulumi.<name>.yaml beside Pulumi.yaml)."""
     work_dir: Path = REPO
+    policy_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Policy pack settings by rule (e.g. productionStacks), over the rules' defaults."""
 
 
 def workspace_options(work_dir: Path, engine_env: dict[str, str]) -> auto.LocalWorkspaceOptions:
@@ -85,16 +95,32 @@ Printer = Callable[[str], None]
 EventSink = Callable[[auto.EngineEvent], None] | None
 
 
+@contextlib.contextmanager
+def policy_pack_configs(stack: auto.Stack, target: StackTarget) -> Iterator[list[str]]:
+    """The policy pack's config for one operation: the target's settings, and the contract the
+    live stack serves now (its last update's output, none before the first), which the
+    model-contract rule compares the planned one with."""
+    live = stack.outputs().get(stack_outputs.MODEL_CONTRACT)
+    config = {rule: dict(settings) for rule, settings in target.policy_config.items()}
+    config.setdefault(MODEL_CONTRACT_RULE, {})["liveContract"] = live.value if live else None
+    with tempfile.TemporaryDirectory(prefix="policy-config-") as directory:
+        path = Path(directory) / "policy-config.json"
+        path.write_text(json.dumps(config))
+        yield [str(path)]
+
+
 def preview(
     stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
 ) -> auto.PreviewResult:
-    return stack.preview(
-        diff=True,
-        config_file=str(target.config_file),
-        policy_packs=POLICY_PACKS,
-        on_output=out,
-        on_event=on_event,
-    )
+    with policy_pack_configs(stack, target) as configs:
+        return stack.preview(
+            diff=True,
+            config_file=str(target.config_file),
+            policy_packs=POLICY_PACKS,
+            policy_pack_configs=configs,
+            on_output=out,
+            on_event=on_event,
+        )
 
 
 def up(
@@ -102,13 +128,15 @@ def up(
 ) -> auto.UpResult:
     # Refresh first: without it the engine compares against its last state, not the cluster, and
     # an object edited or deleted by hand would stay that way.
-    return stack.up(
-        refresh=True,
-        config_file=str(target.config_file),
-        policy_packs=POLICY_PACKS,
-        on_output=out,
-        on_event=on_event,
-    )
+    with policy_pack_configs(stack, target) as configs:
+        return stack.up(
+            refresh=True,
+            config_file=str(target.config_file),
+            policy_packs=POLICY_PACKS,
+            policy_pack_configs=configs,
+            on_output=out,
+            on_event=on_event,
+        )
 
 
 def refresh(
@@ -138,3 +166,22 @@ def drift(stack: auto.Stack, target: StackTarget, out: Printer) -> DriftReport:
         on_event=events.append,
     )
     return drift_report(target.name, events)
+
+
+def rollback(
+    stack: auto.Stack,
+    target: StackTarget,
+    out: Printer,
+    on_event: EventSink = None,
+    to: str | None = None,
+) -> auto.UpResult:
+    """Pin the stack's config to an image its Deployment ran before (`to`: a digest, reference
+    or model version; default: the one before the current image), then `up`: no build."""
+    namespace, deployment = serving(stack)
+    project = project_name(target.work_dir)
+    history = revisions(namespace, deployment, kubectl_for(target.config_file, project))
+    chosen = choose(history, to)
+    out(f"rollback: {namespace}/{deployment} from {history[0].describe()}")
+    out(f"rollback: to {chosen.describe()}; pinned in {target.config_file}")
+    pin(stack, target.config_file, project, chosen)
+    return up(stack, target, out, on_event)

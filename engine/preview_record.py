@@ -13,7 +13,9 @@ from typing import Any
 from pulumi.automation import EngineEvent, OpType, StepEventMetadata, StepEventStateMetadata
 
 from engine.drift import MISSING, object_changes, resource_name, value_at
-from policy.rules import PACK_NAME, RULES
+from model_contract import diff as contract_diff
+from model_contract.contract import CONFIG_MAP_COMPONENT, Contract
+from policy.rules import COMPONENT_LABEL, PACK_NAME, RULES
 
 # The engine's placeholder for a value known only after the update (sdk/go/common/resource).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -22,6 +24,13 @@ NOT_CHECKABLE_IN_PREVIEW = "can't be known during preview"
 GENERIC_FAILURE = "preview failed"
 # A replacement shows as one logical `replace` step plus these two physical ones.
 REPLACEMENT_HALVES = {OpType.CREATE_REPLACEMENT, OpType.DELETE_REPLACED}
+# Steps whose states both hold what is deployed (a refresh's old and new are the live object).
+NOT_PLANNED_OPS = {*REPLACEMENT_HALVES, OpType.REFRESH, OpType.READ}
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+# The labels that name one model server's objects: its Deployment and its contract share them.
+INSTANCE_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
+FIRST_DEPLOY = "new"
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,41 @@ class ImageRoll:
     """The new reference; UNKNOWN when the build that produces its digest runs only in `up`."""
 
 
+@dataclass(frozen=True)
+class ContractChange:
+    text: str
+    """The change in words, naming the signature and tensor (model_contract.diff)."""
+    breaking: bool
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What the preview does to the served model, from its contract's ConfigMap."""
+
+    name: str
+    old: dict[str, Any] | None
+    """The deployed contract (Contract.output()); None when none is deployed (a first deploy)."""
+    new: dict[str, Any]
+    """The planned contract (Contract.output())."""
+    verdict: str
+    """unchanged, compatible or breaking (model_contract.diff); FIRST_DEPLOY without an old."""
+    changes: list[ContractChange] = field(default_factory=list)
+    image_roll: ImageRoll | None = None
+    """The serving Deployment's image roll, when its image changes."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelChange:
+        roll = data["image_roll"]
+        return cls(
+            name=data["name"],
+            old=data["old"],
+            new=data["new"],
+            verdict=data["verdict"],
+            changes=[ContractChange(**c) for c in data["changes"]],
+            image_roll=ImageRoll(**roll) if roll else None,
+        )
+
+
 @dataclass
 class PreviewRecord:
     stack: str
@@ -74,6 +118,8 @@ class PreviewRecord:
     policy: list[PolicyResult] = field(default_factory=list)
     image_rolls: list[ImageRoll] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    model: ModelChange | None = None
+    """None when the stack declares no contract ConfigMap (and in records made before one)."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +139,7 @@ class PreviewRecord:
             policy=[PolicyResult(**p) for p in data["policy"]],
             image_rolls=[ImageRoll(**r) for r in data["image_rolls"]],
             errors=data["errors"],
+            model=ModelChange.from_json(data["model"]) if data.get("model") else None,
         )
 
 
@@ -114,6 +161,7 @@ def preview_record(stack: str, events: list[EngineEvent], succeeded: bool) -> Pr
             # The engine's closing line says only what `succeeded` already does.
             if message != GENERIC_FAILURE:
                 record.errors.append(message)
+    record.model = _model_change(events, record.image_rolls)
     return record
 
 
@@ -127,22 +175,93 @@ def _add_step(record: PreviewRecord, step: StepEventMetadata) -> None:
         )
         for path, diff in sorted((step.detailed_diff or {}).items())
     ]
-    name = resource_name(step.urn)
     record.steps.append(
         Step(
             op=step.op.value,
             type=step.type,
-            name=name,
+            name=resource_name(step.urn),
             urn=step.urn,
             replace_keys=list(step.keys or []) if step.op == OpType.REPLACE else [],
             fields=fields,
         )
     )
     record.image_rolls += [
-        ImageRoll(resource=f"{step.type.rpartition(':')[2]} {name}", old=f.old, new=f.new)
+        ImageRoll(resource=_workload(step), old=f.old, new=f.new)
         for f in fields
         if f.path.endswith(".image") and ".containers[" in f.path and f.old != MISSING
     ]
+
+
+def _workload(step: StepEventMetadata) -> str:
+    """How an image roll names its workload: `Deployment model-server-deployment`."""
+    return f"{step.type.rpartition(':')[2]} {resource_name(step.urn)}"
+
+
+def _model_change(events: list[EngineEvent], image_rolls: list[ImageRoll]) -> ModelChange | None:
+    """The contract ConfigMap's step, old contract against new. Not through object_changes: an
+    unchanged contract is a `same` step, whose event carries the old and the new state too."""
+    for event in events:
+        step = event.resource_pre_event.metadata if event.resource_pre_event else None
+        if step is None or step.type != CONFIG_MAP or step.op in NOT_PLANNED_OPS:
+            continue
+        new = _contract(step.new)
+        if new is None:
+            # Not a contract, or one being deleted: the steps list says so.
+            continue
+        old = _contract(step.old)
+        verdict, changes = FIRST_DEPLOY, []
+        if old is not None:
+            found = contract_diff.diff(old.signatures, new.signatures)
+            verdict = found.verdict
+            changes = [ContractChange(c.text, c.breaking) for c in found.changes]
+        return ModelChange(
+            name=new.model,
+            old=old.output() if old else None,
+            new=new.output(),
+            verdict=verdict,
+            changes=changes,
+            image_roll=_serving_roll(events, step.new, image_rolls),
+        )
+    return None
+
+
+def _contract(state: StepEventStateMetadata | None) -> Contract | None:
+    """The contract a ConfigMap's state holds, if it is a contract's ConfigMap."""
+    if state is None:
+        return None
+    labels = _declared_or_reported(state, "metadata.labels")
+    data = _declared_or_reported(state, "data")
+    if not isinstance(labels, dict) or labels.get(COMPONENT_LABEL) != CONFIG_MAP_COMPONENT:
+        return None
+    try:
+        return Contract.from_config_map_data(data if isinstance(data, dict) else {})
+    except ValueError:
+        return None
+
+
+def _serving_roll(
+    events: list[EngineEvent], contract: StepEventStateMetadata | None, image_rolls: list[ImageRoll]
+) -> ImageRoll | None:
+    """The image roll of the Deployment that serves the contract: the one in its namespace that
+    carries its instance labels."""
+    instance = _instance(contract)
+    if instance is None or None in instance:
+        return None
+    for step in object_changes(events):
+        if step.type == DEPLOYMENT and instance in (_instance(step.new), _instance(step.old)):
+            return next((r for r in image_rolls if r.resource == _workload(step)), None)
+    return None
+
+
+def _instance(state: StepEventStateMetadata | None) -> tuple[Any, ...] | None:
+    """The namespace and instance labels of an object's state."""
+    if state is None:
+        return None
+    metadata = _declared_or_reported(state, "metadata")
+    if not isinstance(metadata, dict):
+        return None
+    labels = metadata.get("labels") or {}
+    return (metadata.get("namespace"), *(labels.get(key) for key in INSTANCE_LABELS))
 
 
 def _declared_or_reported(state: StepEventStateMetadata | None, path: str) -> Any:

@@ -18,6 +18,10 @@ ACCEPT_BREAKING_ANNOTATION = "gpu-model-serving/accept-breaking-contract"
 """On the ConfigMap: the fingerprint of a breaking contract the stack accepts
 (stack key modelContractAcceptBreaking)."""
 SIGNATURES_KEY = "signatures.json"
+# On the Deployment, which copies them onto each ReplicaSet: the cluster's rollout history says
+# which model version each revision served (engine/rollback.py reads it).
+MODEL_VERSION_ANNOTATION = "gpu-model-serving/model-version"
+CONTRACT_ANNOTATION = "gpu-model-serving/model-contract"
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,20 @@ class Contract:
                 model=str(value["model"]),
                 version=int(value["version"]),
                 signature=str(value["signature"]),
-                signatures=dict(value["signatures"]),
+                signatures=_whole_numbers(dict(value["signatures"])),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a model contract ({error!r})") from None
+
+
+def _whole_numbers(value: Any) -> Any:
+    """`value` with whole floats as ints: a stack output read back through the engine, or handed
+    to a policy as a protobuf Struct, carries dimensions as floats (784.0), which would print
+    and fingerprint differently."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_whole_numbers(item) for item in value]
+    return value

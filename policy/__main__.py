@@ -24,7 +24,7 @@ from pulumi_policy import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from policy.rules import PACK_NAME, RULES, Resource, Rule
+from policy.rules import CONFIG_SCHEMAS, PACK_NAME, RULES, Resource, Rule
 
 
 def _config_schema(rule: Rule) -> PolicyConfigSchema | None:
@@ -32,7 +32,7 @@ def _config_schema(rule: Rule) -> PolicyConfigSchema | None:
         return None
     return PolicyConfigSchema(
         properties={
-            key: {"type": "array", "items": {"type": "string"}, "default": default}
+            key: {**CONFIG_SCHEMAS[key], "default": default}
             for key, default in rule.config_defaults.items()
         }
     )

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_contract.contract import ACCEPT_BREAKING_ANNOTATION, CONFIG_MAP_COMPONENT, Contract
+from model_contract.diff import diff
+
 PACK_NAME = "gpu-model-serving"
 
 WORKLOAD_POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
@@ -47,6 +50,12 @@ INTERNAL_LOAD_BALANCER_ANNOTATIONS: Mapping[str, str] = {
 OPEN_RANGES = ("0.0.0.0/0", "::/0")
 DIGEST_PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 DEFAULT_PRODUCTION_STACKS = ("prod",)
+# One key, one default, for every rule that applies to production stacks only. CrossGuard
+# configures each policy on its own, so a config file that changes it sets it for each of them.
+PRODUCTION_STACKS_CONFIG: Mapping[str, Any] = {"productionStacks": list(DEFAULT_PRODUCTION_STACKS)}
+COMPONENT_LABEL = "app.kubernetes.io/component"
+# The program's stack key, with its project namespace, that sets ACCEPT_BREAKING_ANNOTATION.
+ACCEPT_BREAKING_KEY = "gpu-model-serving:modelContractAcceptBreaking"
 # Node agents (device plugins) need host access that the restricted profile forbids.
 DEFAULT_PRIVILEGED_NAMESPACES = ("kube-system",)
 
@@ -89,6 +98,17 @@ class Violation:
     urn: str
     message: str
 
+
+STRING_LIST_SCHEMA: Mapping[str, Any] = {"type": "array", "items": {"type": "string"}}
+CONFIG_SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "privilegedNamespaces": STRING_LIST_SCHEMA,
+    "productionStacks": STRING_LIST_SCHEMA,
+    # The live stack's modelContract output (Contract.output()), which the engine passes; null
+    # for a stack never deployed.
+    "liveContract": {"type": ["object", "null"]},
+}
+"""The JSON Schema of each configuration key a rule reads (the engine checks the policy pack's
+configuration against it)."""
 
 ResourceCheck = Callable[[Resource, Mapping[str, Any]], Iterator[str]]
 StackCheck = Callable[[Sequence[Resource], Mapping[str, Any]], Iterator[Violation]]
@@ -305,6 +325,59 @@ def restricted_security_context(resource: Resource, config: Mapping[str, Any]) -
         )
 
 
+def model_contract(resource: Resource, config: Mapping[str, Any]) -> Iterator[str]:
+    """A production stack does not break its model's clients unless it accepts that very break:
+    the planned contract is compared with the live stack's, and the override names the planned
+    contract's fingerprint, so that it cannot also wave through a later, different break."""
+    if resource.kind != "ConfigMap" or (
+        _get(resource.props, "metadata", "labels", COMPONENT_LABEL) != CONFIG_MAP_COMPONENT
+    ):
+        return
+    live_output = config.get("liveContract")
+    if live_output is None or resource.stack not in config["productionStacks"]:
+        return
+    try:
+        live = Contract.from_output(live_output)
+    except ValueError as error:
+        yield (
+            f"{resource.label}: the policy configuration's liveContract is not the live stack's "
+            f"modelContract output ({error}); the engine passes that output, or null for a "
+            "stack never deployed"
+        )
+        return
+    try:
+        planned = Contract.from_config_map_data(_get(resource.props, "data") or {})
+    except ValueError as error:
+        yield (
+            f"{resource.label} is labelled {COMPONENT_LABEL}: {CONFIG_MAP_COMPONENT} but its data "
+            f"is {error}; declare it from Contract.config_map_data()"
+        )
+        return
+    breaking = diff(live.signatures, planned.signatures).breaking
+    accepted = _get(resource.props, "metadata", "annotations", ACCEPT_BREAKING_ANNOTATION)
+    if not breaking or accepted == planned.fingerprint:
+        return
+    model = (
+        f"model {planned.model}"
+        if live.model == planned.model
+        else f"model {live.model} → {planned.model}"
+    )
+    stale = (
+        f" The stack's override {ACCEPT_BREAKING_KEY} = {accepted} is stale: it names another "
+        "contract's fingerprint, and an override accepts only the contract it names."
+        if accepted
+        else ""
+    )
+    yield (
+        f"{resource.label}: {model} version {live.version} → {planned.version} breaks the "
+        f"contract that production stack '{resource.stack}' serves to its clients: "
+        f"{'; '.join(change.text for change in breaking)}.{stale} Serve a model compatible "
+        f"with version {live.version}, or accept this break (and only this one): set the stack "
+        f"key {ACCEPT_BREAKING_KEY} to {planned.fingerprint} (pulumi config set "
+        f"modelContractAcceptBreaking {planned.fingerprint} --stack {resource.stack})"
+    )
+
+
 # --- Stack rules (cross-object) -------------------------------------------------------------
 
 
@@ -473,6 +546,13 @@ RULES: tuple[Rule, ...] = (
         config_defaults={"privilegedNamespaces": list(DEFAULT_PRIVILEGED_NAMESPACES)},
     ),
     Rule(
+        "model-contract",
+        "A production stack does not break its model's contract with clients unless it "
+        "accepts that very change.",
+        resource_check=model_contract,
+        config_defaults={**PRODUCTION_STACKS_CONFIG, "liveContract": None},
+    ),
+    Rule(
         "disruption-budget",
         "Every Deployment that can run more than one replica has a PodDisruptionBudget.",
         stack_check=disruption_budget,
@@ -486,7 +566,7 @@ RULES: tuple[Rule, ...] = (
         "hpa-in-production",
         "Every Deployment of a production stack is scaled by a HorizontalPodAutoscaler.",
         stack_check=hpa_in_production,
-        config_defaults={"productionStacks": list(DEFAULT_PRODUCTION_STACKS)},
+        config_defaults=PRODUCTION_STACKS_CONFIG,
     ),
 )
 

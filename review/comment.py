@@ -1,7 +1,8 @@
 """The pull-request comment for one stack's preview, rendered from its record.
 
 What a reviewer needs first comes first and is never cut: the verdict, the counts, policy
-violations, replacements (with the fields that force them) and the image that would roll. When
+violations, the model (version, contract change, image), replacements (with the fields that
+force them) and the image that would roll. When
 the whole does not fit in one GitHub comment, the field diffs of updates go first, then the
 lists of created and deleted resources, and the comment says what was cut.
 """
@@ -12,7 +13,9 @@ import json
 from typing import Any
 
 from engine.drift import MISSING
-from engine.preview_record import UNKNOWN, FieldChange, PreviewRecord, Step
+from engine.preview_record import UNKNOWN, FieldChange, ImageRoll, PreviewRecord, Step
+from model_contract.contract import Contract
+from model_contract.diff import describe
 
 # GitHub refuses comment bodies over 65,536 characters; leave room for the marker line.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -26,6 +29,11 @@ OP_TITLES = {
     "import": "To import",
 }
 CHANGE_SIGNS = {"add": "+", "delete": "-", "update": "~"}
+CONTRACT_VERDICTS = {
+    "unchanged": "unchanged",
+    "compatible": "compatible (every request that worked still works)",
+    "breaking": "breaking (a client that worked before may now fail)",
+}
 
 
 def marker(stack: str) -> str:
@@ -51,6 +59,7 @@ def _render(record: PreviewRecord, *, update_diffs: bool, minor_lists: bool) -> 
         by_op.setdefault(step.op, []).append(step)
     lines = [marker(record.stack), *_header(record, by_op)]
     lines += _policy_section(record)
+    lines += _model_section(record)
     lines += _image_section(record)
     cut: list[str] = []
     for op in [*OP_ORDER, *sorted(set(by_op) - set(OP_ORDER))]:
@@ -113,14 +122,70 @@ def _image_section(record: PreviewRecord) -> list[str]:
     if not record.image_rolls:
         return []
     lines = ["### Image that would roll", ""]
-    for roll in record.image_rolls:
-        new = (
-            "a new build (its digest is known once `up` has built and pushed it)"
-            if roll.new == UNKNOWN
-            else f"`{roll.new}`"
-        )
-        lines.append(f"- `{roll.resource}`: `{roll.old}` → {new}")
+    lines += [f"- {_roll(roll)}" for roll in record.image_rolls]
     return [*lines, ""]
+
+
+def _roll(roll: ImageRoll) -> str:
+    new = (
+        "a new build (its digest is known once `up` has built and pushed it)"
+        if roll.new == UNKNOWN
+        else f"`{roll.new}`"
+    )
+    return f"`{roll.resource}`: `{roll.old}` → {new}"
+
+
+def _model_section(record: PreviewRecord) -> list[str]:
+    model = record.model
+    if model is None:
+        return []
+    new = Contract.from_output(model.new)
+    lines = [f"### Model {_code(model.name)}", ""]
+    if model.old is None:
+        lines.append(
+            f"**New model {_code(new.model)} version {new.version}**, default signature "
+            f"{_code(new.signature)}; its signatures:"
+        )
+        lines.append("")
+        lines += [f"- {_signature(name, new)}" for name in sorted(new.signatures)]
+    else:
+        old = Contract.from_output(model.old)
+        version = (
+            f"version {old.version} → {new.version}"
+            if old.version != new.version
+            else f"version {new.version}"
+        )
+        if old.model != new.model:
+            version = f"replaces model {_code(old.model)}, {version}"
+        lines.append(
+            f"**Contract: {CONTRACT_VERDICTS.get(model.verdict, model.verdict)}**, {version}."
+        )
+        lines.append("")
+        lines += [
+            f"- {'**breaking**' if change.breaking else 'compatible'}: {clip(change.text)}"
+            for change in model.changes
+        ]
+        if old.signature != new.signature:
+            lines.append(
+                f"- default signature {_code(old.signature)} → {_code(new.signature)}: requests "
+                "without `signature_name` get the new one"
+            )
+    if model.image_roll is not None:
+        lines.append(f"- image: {_roll(model.image_roll)}")
+    return [*lines, ""]
+
+
+def _signature(name: str, contract: Contract) -> str:
+    """`serving_default` (method): `input` DT_FLOAT [-1, 8] → `output` DT_FLOAT [-1, 10]."""
+    signature = contract.signatures[name]
+
+    def tensors(group: dict[str, Any]) -> str:
+        return ", ".join(f"{_code(t)} {describe(group[t])}" for t in sorted(group)) or "none"
+
+    return clip(
+        f"{_code(name)} ({signature['method']}): {tensors(dict(signature['inputs']))} → "
+        f"{tensors(dict(signature['outputs']))}"
+    )
 
 
 def _step_lines(step: Step, with_diffs: bool) -> list[str]:
@@ -167,6 +232,12 @@ def _resource(urn: str) -> str:
     """`Deployment model-server-deployment` from a URN."""
     type_, _, name = urn.rpartition("::")
     return f"{type_.rpartition(':')[2]} {name}" if urn else "the stack"
+
+
+def _code(name: str) -> str:
+    """`name` as inline code; a backtick in it would end the code early."""
+    safe = name.replace("`", "'")
+    return f"`{clip(safe)}`"
 
 
 def _fence_safe(lines: list[str]) -> list[str]:

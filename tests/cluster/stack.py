@@ -16,10 +16,12 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 # Dependency order, as the engine would create them: the namespace first, the service account
-# before the pods that run as it, the Deployment before what targets or selects it.
+# before the pods that run as it, the model's contract before the Deployment that serves it,
+# the Deployment before what targets or selects it.
 APPLY_ORDER = (
     "Namespace",
     "ServiceAccount",
+    "ConfigMap",
     "Service",
     "Deployment",
     "HorizontalPodAutoscaler",

@@ -195,13 +195,11 @@ def buildkit_builds() -> int:
     return sum(1 for line in listing.splitlines()[1:] if line.strip())
 
 
-@pytest.fixture(scope="session")
-def engine_stack(
-    cluster: Cluster,  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[EngineStack]:
+@contextlib.contextmanager
+def throwaway_stack(cluster: Cluster, root: Path, **config: Any) -> Iterator[EngineStack]:  # noqa: F811
+    """A stack of a unique name in its own namespace, deploying a copy of the project with the
+    dev stack's config plus `config` (unprefixed keys); destroyed and removed afterwards."""
     suffix = secrets.token_hex(4)
-    root = tmp_path_factory.mktemp("engine")
     backend = root / "state"
     backend.mkdir()
     env = engine_environment({**os.environ, **cluster.env, "PULUMI_BACKEND_URL": backend.as_uri()})
@@ -215,6 +213,7 @@ def engine_stack(
             **dev,
             f"{PROJECT}:namespace": f"engine-{suffix}",
             f"{PROJECT}:imageTag": f"engine-{suffix}",
+            **{f"{PROJECT}:{key}": value for key, value in config.items()},
         },
     )
     stack.write_config()
@@ -230,6 +229,15 @@ def engine_stack(
         destroyed = stack.cli("destroy", "--remove")
         if destroyed.returncode != 0:
             print(destroyed.stdout[-3000:], destroyed.stderr[-3000:], file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def engine_stack(
+    cluster: Cluster,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EngineStack]:
+    with throwaway_stack(cluster, tmp_path_factory.mktemp("engine")) as stack:
+        yield stack
 
 
 def keep_artifact(name: str, text: str) -> None:

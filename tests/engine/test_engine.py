@@ -143,9 +143,9 @@ def test_a_second_up_changes_and_rebuilds_nothing(
 def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
     cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any]
 ) -> None:
-    # With at most 2 pods on the 3 GPU nodes a surge pod fits, so the rollout strategy changes
-    # with the HPA's bound (SRE review defect 3), and nothing else does.
-    with engine_stack.configured(hpaMaxReplicas=2):
+    # With up to 3 pods on the 3 GPU nodes a surge pod would not fit at full scale, so the
+    # rollout strategy changes with the HPA's bound, and nothing else does.
+    with engine_stack.configured(hpaMaxReplicas=3):
         _, events = engine_stack.run("preview")
         steps = planned_steps(events)
         assert sorted(_ops(steps)) == [("update", DEPLOYMENT), ("update", HPA)]
@@ -157,7 +157,7 @@ def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
         }
         engine_stack.run("up")
         live = _deployment(cluster, engine_stack)["spec"]["strategy"]["rollingUpdate"]
-        assert live == {"maxSurge": 1, "maxUnavailable": 0}
+        assert live == {"maxSurge": 0, "maxUnavailable": 1}
         hpa = cluster.client.get(
             resource_path(
                 "autoscaling/v2",
@@ -166,7 +166,7 @@ def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
                 _deployment(cluster, engine_stack)["metadata"]["name"],
             )
         )
-        assert hpa["spec"]["maxReplicas"] == 2
+        assert hpa["spec"]["maxReplicas"] == 3
     engine_stack.run("up")
 
 
@@ -246,7 +246,7 @@ def test_a_preview_runs_while_a_deploy_holds_the_stack_lock(
     """Why PR previews need no global queue: on a file or bucket backend only `up` locks."""
     changed = tmp_path / "changed.yaml"
     config = yaml.safe_load(engine_stack.config_file.read_text())
-    config["config"][f"{PROJECT}:hpaMaxReplicas"] = 2
+    config["config"][f"{PROJECT}:hpaMaxReplicas"] = 3
     changed.write_text(yaml.safe_dump(config))
     with engine_stack.up_waiting_at_its_prompt(changed) as locks:
         assert len(locks) == 1, locks

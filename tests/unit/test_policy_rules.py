@@ -11,9 +11,14 @@ import copy
 from typing import Any
 
 import pytest
+from google.protobuf import json_format, struct_pb2
+from jsonschema import Draft7Validator
 
-from policy.rules import RULES, Resource, Violation, review
+from model_contract.contract import ACCEPT_BREAKING_ANNOTATION, CONFIG_MAP_COMPONENT, Contract
+from model_contract.saved_model import Signature
+from policy.rules import CONFIG_SCHEMAS, RULES, Resource, Violation, review
 from tests.unit.harness import PROJECT, StackMocks, run_stack
+from tests.unit.test_model_contract import BOTH_OUTPUTS, OLD, signatures, tensor
 from tests.unit.test_settings import _eks_overrides
 
 DIGEST = "sha256:" + "ab" * 32
@@ -102,8 +107,11 @@ def service(service_type: str, annotations: dict[str, str] | None = None, **spec
     return Resource("kubernetes:core/v1:Service", _urn("kubernetes:core/v1:Service", "svc"), props)
 
 
-def violations(rule_name: str, *resources: Resource) -> list[Violation]:
-    return [v for name, v in review(list(resources)) if name == rule_name]
+def violations(
+    rule_name: str, *resources: Resource, config: dict[str, Any] | None = None
+) -> list[Violation]:
+    found = review(list(resources), {rule_name: config} if config else None)
+    return [v for name, v in found if name == rule_name]
 
 
 def with_container(**changes: Any) -> Resource:
@@ -112,8 +120,21 @@ def with_container(**changes: Any) -> Resource:
 
 def test_every_rule_has_a_unique_kebab_case_name_and_a_description() -> None:
     names = [rule.name for rule in RULES]
-    assert len(set(names)) == len(names) == 8
+    assert len(set(names)) == len(names) == 9
     assert all(rule.description and rule.name == rule.name.lower() for rule in RULES)
+
+
+def test_every_config_key_has_a_schema_its_default_meets() -> None:
+    for rule in RULES:
+        for key, default in rule.config_defaults.items():
+            Draft7Validator(CONFIG_SCHEMAS[key]).validate(default)
+    Draft7Validator(CONFIG_SCHEMAS["liveContract"]).validate(LIVE.output())
+    production = [
+        r.config_defaults["productionStacks"]
+        for r in RULES
+        if r.config_defaults.get("productionStacks")
+    ]
+    assert production == [["prod"], ["prod"]]
 
 
 # --- container-resources --------------------------------------------------------------------
@@ -281,6 +302,137 @@ def test_a_production_deployment_needs_an_autoscaler_and_dev_does_not() -> None:
     assert violations("hpa-in-production", prod, hpa(stack="prod")) == []
     assert violations("hpa-in-production", deployment(stack="dev")) == []
     assert violations("hpa-in-production", prod, hpa(target="something-else", stack="prod"))
+
+
+# --- model-contract -------------------------------------------------------------------------
+
+LIVE = Contract(model="digits", version=3, signature="serving_default", signatures=OLD)
+BREAKING = signatures(
+    inputs={"pixels": tensor([-1, 28, 28])},
+    outputs={"probabilities": tensor([-1, 10])},
+)
+
+
+def contract_config_map(
+    signatures: dict[str, Signature],
+    *,
+    version: int = 4,
+    stack: str = "prod",
+    accept: str | None = None,
+) -> Resource:
+    """The ConfigMap the program declares for a model's contract."""
+    planned = Contract(
+        model="digits", version=version, signature="serving_default", signatures=signatures
+    )
+    annotations = {"pulumi.com/patchForce": "true"}
+    if accept is not None:
+        annotations[ACCEPT_BREAKING_ANNOTATION] = accept
+    props = {
+        "metadata": {
+            "name": "digits-contract",
+            "namespace": "model-serving",
+            "labels": {
+                "app.kubernetes.io/name": "model-server",
+                "app.kubernetes.io/instance": "digits",
+                "app.kubernetes.io/component": CONFIG_MAP_COMPONENT,
+                "app.kubernetes.io/managed-by": "pulumi",
+            },
+            "annotations": annotations,
+        },
+        "data": planned.config_map_data(),
+    }
+    type_ = "kubernetes:core/v1:ConfigMap"
+    return Resource(type_, _urn(type_, "model-server-contract", stack), props)
+
+
+def live(contract: Contract | None = LIVE) -> dict[str, Any]:
+    """The rule's configuration as the pack receives it: through a protobuf Struct, which makes
+    every number a float."""
+    struct = struct_pb2.Struct()
+    struct.update({"liveContract": contract.output() if contract else None})
+    config: dict[str, Any] = json_format.MessageToDict(struct)
+    return config
+
+
+def fingerprint_of(signatures: dict[str, Signature]) -> str:
+    return Contract("digits", 4, "serving_default", signatures).fingerprint
+
+
+def test_a_breaking_contract_in_production_names_model_versions_changes_and_the_fix() -> None:
+    [found] = violations("model-contract", contract_config_map(BREAKING), config=live())
+    assert found.urn.endswith("::model-server-contract")
+    assert found.message.startswith(
+        "ConfigMap model-serving/digits-contract: model digits version 3 → 4 breaks the contract "
+        "that production stack 'prod' serves to its clients: "
+    )
+    assert "`serving_default`: input `images` renamed to `pixels` (DT_FLOAT [-1, 28, 28])" in (
+        found.message
+    )
+    assert "`serving_default`: output `classes` removed (DT_INT64 [-1])" in found.message
+    new = fingerprint_of(BREAKING)
+    assert (
+        f"set the stack key gpu-model-serving:modelContractAcceptBreaking to {new} "
+        f"(pulumi config set modelContractAcceptBreaking {new} --stack prod)"
+    ) in found.message
+    assert "Serve a model compatible with version 3" in found.message
+    assert "stale" not in found.message
+
+
+def test_an_override_naming_the_planned_contract_accepts_that_break() -> None:
+    accepted = contract_config_map(BREAKING, accept=fingerprint_of(BREAKING))
+    assert violations("model-contract", accepted, config=live()) == []
+
+
+def test_a_stale_override_does_not_cover_a_later_break_and_says_so() -> None:
+    earlier = signatures(inputs={"pixels": tensor([-1, 28, 28])})
+    stale = contract_config_map(BREAKING, accept=fingerprint_of(earlier))
+    [found] = violations("model-contract", stale, config=live())
+    assert (
+        "The stack's override gpu-model-serving:modelContractAcceptBreaking = "
+        f"{fingerprint_of(earlier)} is stale: it names another contract's fingerprint"
+    ) in found.message
+    assert f"to {fingerprint_of(BREAKING)} (pulumi config set" in found.message
+
+
+@pytest.mark.parametrize(
+    "planned",
+    [
+        OLD,
+        signatures(outputs={**BOTH_OUTPUTS, "logits": tensor([-1, 10])}),
+        {**OLD, "classify": OLD["serving_default"]},
+    ],
+    ids=["unchanged", "new output", "new signature"],
+)
+def test_compatible_and_unchanged_contracts_pass(planned: dict[str, Signature]) -> None:
+    assert violations("model-contract", contract_config_map(planned), config=live()) == []
+
+
+def test_a_first_deploy_and_non_production_stacks_are_not_checked() -> None:
+    assert violations("model-contract", contract_config_map(BREAKING), config=live(None)) == []
+    assert violations("model-contract", contract_config_map(BREAKING)) == []
+    dev = contract_config_map(BREAKING, stack="dev")
+    assert violations("model-contract", dev, config=live()) == []
+    dev_in_production = {**live(), "productionStacks": ["dev"]}
+    assert violations("model-contract", dev, config=dev_in_production)
+
+
+def test_only_the_contract_config_map_is_checked() -> None:
+    other = copy.deepcopy(contract_config_map(BREAKING))
+    other.props["metadata"]["labels"]["app.kubernetes.io/component"] = "settings"
+    assert violations("model-contract", other, deployment(stack="prod"), config=live()) == []
+
+
+def test_a_live_contract_or_config_map_that_is_not_a_contract_is_reported() -> None:
+    [bad_live] = violations(
+        "model-contract", contract_config_map(OLD), config={"liveContract": {"model": "digits"}}
+    )
+    assert "liveContract is not the live stack's modelContract output" in bad_live.message
+    planned = contract_config_map(OLD)
+    foreign = Resource(planned.type, planned.urn, {**planned.props, "data": {"a.yaml": "x: 1"}})
+    [bad_data] = violations("model-contract", foreign, config=live())
+    assert "is labelled app.kubernetes.io/component: model-contract but its data" in (
+        bad_data.message
+    )
 
 
 # --- the real stacks ------------------------------------------------------------------------

@@ -14,10 +14,25 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from pulumi.automation import EngineEvent
 
-from engine.preview_record import FieldChange, PreviewRecord, Step
+from engine.preview_record import (
+    FIRST_DEPLOY,
+    UNKNOWN,
+    ContractChange,
+    FieldChange,
+    ImageRoll,
+    ModelChange,
+    PreviewRecord,
+    Step,
+    preview_record,
+)
+from model_contract.contract import CONFIG_MAP_COMPONENT, Contract
+from model_contract.diff import diff
+from model_contract.saved_model import Signature
 from review import comment
 from review.__main__ import main as review_main
+from tests.unit.test_model_contract import BOTH_OUTPUTS, OLD, signatures, tensor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "previews"
 REPO = "acme/serving"
@@ -120,6 +135,209 @@ def test_values_cannot_break_out_of_the_diff_block() -> None:
     )
     body = comment.render(PreviewRecord(stack="dev", steps=[step]))
     assert body.count("```") == 2
+
+
+# --- the model ------------------------------------------------------------------------------
+
+OLD_IMAGE = "127.0.0.1:5000/model-server@sha256:" + "98" * 32
+ROLL = ImageRoll("Deployment model-server-deployment", OLD_IMAGE, UNKNOWN)
+
+
+def contract(version: int, signatures: dict[str, Signature] = OLD) -> Contract:
+    return Contract(
+        model="digits", version=version, signature="serving_default", signatures=signatures
+    )
+
+
+def model_change(
+    old: Contract | None, new: Contract, image_roll: ImageRoll | None = ROLL
+) -> ModelChange:
+    """What preview_record() records for the contract, built here from the two contracts."""
+    found = diff(old.signatures, new.signatures) if old else None
+    return ModelChange(
+        name=new.model,
+        old=old.output() if old else None,
+        new=new.output(),
+        verdict=found.verdict if found else FIRST_DEPLOY,
+        changes=[ContractChange(c.text, c.breaking) for c in found.changes] if found else [],
+        image_roll=image_roll,
+    )
+
+
+def with_model(model: ModelChange, fixture: str = "scale-and-new-image") -> PreviewRecord:
+    return dataclasses.replace(recorded(fixture), model=model)
+
+
+def model_section(body: str) -> str:
+    return body.partition("### Model ")[2].partition("\n### ")[0]
+
+
+def test_a_new_version_with_the_same_signatures_is_an_unchanged_contract() -> None:
+    body = comment.render(with_model(model_change(contract(3), contract(4))))
+    section = model_section(body)
+    assert section.startswith("`digits`\n\n**Contract: unchanged**, version 3 → 4.\n")
+    assert "breaking" not in section and "compatible" not in section
+    assert f"- image: `Deployment model-server-deployment`: `{OLD_IMAGE}` → a new build" in section
+    # The summary, policy and model come first, in that order.
+    assert body.index("### Policy pack") < body.index("### Model") < body.index("### To update")
+
+
+def test_a_compatible_contract_lists_each_change_as_compatible() -> None:
+    new = contract(4, signatures(outputs={**BOTH_OUTPUTS, "logits": tensor([-1, 10])}))
+    section = model_section(comment.render(with_model(model_change(contract(3), new))))
+    assert (
+        "**Contract: compatible (every request that worked still works)**, version 3 → 4."
+        in section
+    )
+    assert "- compatible: `serving_default`: output `logits` added (DT_FLOAT [-1, 10])" in section
+
+
+def test_a_breaking_contract_marks_each_change_and_the_verdict() -> None:
+    new = contract(
+        4,
+        signatures(
+            inputs={"images": tensor([-1, 28, 28], "DT_UINT8")},
+            outputs={**BOTH_OUTPUTS, "logits": tensor([-1, 10])},
+        ),
+    )
+    section = model_section(comment.render(with_model(model_change(contract(3), new))))
+    assert (
+        "**Contract: breaking (a client that worked before may now fail)**, version 3 → 4."
+        in section
+    )
+    assert "- **breaking**: `serving_default`: input `images`: dtype DT_FLOAT → DT_UINT8" in (
+        section
+    )
+    assert "- compatible: `serving_default`: output `logits` added" in section
+
+
+def test_a_first_deploy_names_the_model_and_lists_its_signatures() -> None:
+    record = with_model(model_change(None, contract(3), image_roll=None), "no-changes")
+    section = model_section(comment.render(record))
+    assert section.startswith(
+        "`digits`\n\n**New model `digits` version 3**, default signature `serving_default`; "
+        "its signatures:\n"
+    )
+    assert (
+        "- `serving_default` (tensorflow/serving/predict): `images` DT_FLOAT [-1, 28, 28] → "
+        "`classes` DT_INT64 [-1], `probabilities` DT_FLOAT [-1, 10]"
+    ) in section
+    assert "- `embed` (tensorflow/serving/predict): `images`" in section
+    assert "- image:" not in section
+
+
+def test_a_record_without_a_contract_has_no_model_section() -> None:
+    for fixture in ("no-changes", "scale-and-new-image", "namespace-move", "policy-violation"):
+        record = recorded(fixture)
+        assert record.model is None
+        assert "### Model" not in comment.render(record)
+
+
+def test_the_model_round_trips_through_the_record_json() -> None:
+    record = with_model(model_change(contract(3), contract(4, signatures(inputs={}))))
+    assert PreviewRecord.from_json(json.loads(json.dumps(record.as_json()))) == record
+    first = with_model(model_change(None, contract(3), image_roll=None))
+    assert PreviewRecord.from_json(json.loads(json.dumps(first.as_json()))) == first
+
+
+def test_the_model_section_survives_the_cuts() -> None:
+    merged = recorded("scale-and-new-image")
+    merged = dataclasses.replace(
+        _big(merged, 60), model=model_change(contract(3), contract(4, signatures(inputs={})))
+    )
+    full = comment.render(merged, limit=10**9)
+    body = comment.render(merged, limit=len(full) // 2)
+    assert "_Cut to fit one comment: the field diffs of 180 update(s)." in body
+    assert model_section(body) == model_section(full)
+
+
+def test_names_from_the_saved_model_cannot_break_out_of_inline_code() -> None:
+    odd = {"x`<img src=x>": OLD["serving_default"]}
+    section = model_section(comment.render(with_model(model_change(None, contract(3, odd)))))
+    assert "- `x'<img src=x>` (" in section
+
+
+# Synthetic engine events, shaped as the real engine sends them for a preview.
+SERVING = "urn:pulumi:dev::gpu-model-serving::gpu-model-serving:serving:ModelServer$"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+INSTANCE = {"app.kubernetes.io/name": "model-server", "app.kubernetes.io/instance": "digits"}
+
+
+def _config_map_state(contract: Contract) -> dict[str, Any]:
+    labels = {**INSTANCE, "app.kubernetes.io/component": CONFIG_MAP_COMPONENT}
+    inputs = {
+        "metadata": {"name": "digits-contract", "namespace": "model-serving", "labels": labels},
+        "data": contract.config_map_data(),
+    }
+    return {"inputs": inputs, "outputs": {**inputs, "kind": "ConfigMap"}}
+
+
+def _deployment_state(image: str) -> dict[str, Any]:
+    labels = {**INSTANCE, "app.kubernetes.io/component": "inference"}
+    containers = [{"name": "server", "image": image}]
+    return {
+        "inputs": {
+            "metadata": {"name": "digits-server", "namespace": "model-serving", "labels": labels},
+            "spec": {"template": {"spec": {"containers": containers}}},
+        }
+    }
+
+
+def _step(op: str, type_: str, name: str, **metadata: Any) -> EngineEvent:
+    urn = f"{SERVING}{type_}::{name}"
+    return EngineEvent.from_json(
+        {"resourcePreEvent": {"metadata": {"op": op, "urn": urn, "type": type_, **metadata}}}
+    )
+
+
+def _preview(config_map_op: str, old: Contract | None, new: Contract) -> PreviewRecord:
+    config_map: dict[str, Any] = {"new": _config_map_state(new)}
+    refreshed = []
+    if old is not None:
+        config_map["old"] = _config_map_state(old)
+        # A preview with --refresh reads the live object first: old and new are both the old.
+        live = {"old": config_map["old"], "new": config_map["old"]}
+        refreshed = [_step("refresh", CONFIG_MAP, "model-server-contract", **live)]
+    events = [
+        *refreshed,
+        _step(config_map_op, CONFIG_MAP, "model-server-contract", **config_map),
+        _step(
+            "update",
+            "kubernetes:apps/v1:Deployment",
+            "model-server-deployment",
+            old=_deployment_state(OLD_IMAGE),
+            new=_deployment_state(UNKNOWN),
+            detailedDiff={"spec.template.spec.containers[0].image": {"diffKind": "update"}},
+        ),
+        EngineEvent.from_json({"summaryEvent": {"resourceChanges": {"same": 1, "update": 1}}}),
+    ]
+    return preview_record("dev", events, succeeded=True)
+
+
+def test_the_engine_events_of_a_preview_give_the_model_and_its_image_roll() -> None:
+    record = _preview("same", contract(3), contract(3))
+    assert record.model is not None
+    assert (record.model.name, record.model.verdict, record.model.changes) == (
+        "digits",
+        "unchanged",
+        [],
+    )
+    assert record.model.old == record.model.new == contract(3).output()
+    assert record.model.image_roll == ROLL
+    assert [s.op for s in record.steps] == ["update"]
+    assert "- image: `Deployment model-server-deployment`" in model_section(comment.render(record))
+
+
+def test_the_engine_events_of_a_breaking_update_and_of_a_first_deploy() -> None:
+    breaking = _preview("update", contract(3), contract(4, signatures(inputs={})))
+    assert breaking.model is not None and breaking.model.verdict == "breaking"
+    assert breaking.model.changes == [
+        ContractChange("`serving_default`: input `images` removed (DT_FLOAT [-1, 28, 28])", True)
+    ]
+    first = _preview("create", None, contract(3))
+    assert first.model is not None
+    assert (first.model.old, first.model.verdict) == (None, FIRST_DEPLOY)
+    assert "**New model `digits` version 3**" in comment.render(first)
 
 
 # --- GitHub, faked on 127.0.0.1 -------------------------------------------------------------
