@@ -22,7 +22,6 @@ from serving import protocol
 from serving.asgi import Answer, BodyTooLargeError, content_length, read_body
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.metrics import GRPC_STATUS_OF_HTTP, Metrics
-from serving.model import SIGNATURE_NAME
 from serving.protocol import RequestError
 from serving.runtime import NotAcceptingError, Phase, Runtime
 
@@ -141,7 +140,7 @@ class _Handlers:
                 body = await read_body(receive, declared_length, self.settings.max_request_bytes)
                 model = self.runtime.model
                 assert model is not None, "admitted before the model was loaded"
-                parsed = protocol.parse_predict(body, model.inputs)
+                parsed = protocol.parse_predict(body, model.inputs, model.signature_name)
                 protocol.check_rows(parsed.rows, self.settings.max_batch_size)
                 outputs = await batcher.submit(parsed.inputs, parsed.rows, inline_when_alone=True)
         except NotAcceptingError:
@@ -177,14 +176,16 @@ class _Handlers:
                 request.headers.get("content-length"),
                 self.settings.max_request_bytes,
             )
-            signature, _ = protocol.parse_examples(body)
+            signature, _ = protocol.parse_examples(body, model.signature_name)
         except (RequestError, BodyTooLargeError) as error:
             return _error(str(error), error.status)
         except ClientDisconnect:
             return Answer(b"", 400)
-        if signature != SIGNATURE_NAME:
+        if signature != model.signature_name:
             return _error(f"No signature was found with the name: {signature}", 400)
-        return _error(protocol.no_example_signature(kind, list(model.inputs)), 400)
+        return _error(
+            protocol.no_example_signature(kind, list(model.inputs), model.signature_name), 400
+        )
 
     async def unknown_label(self, request: Request) -> Answer:
         """No version labels are configured (TF Serving's --model_config_file sets them)."""

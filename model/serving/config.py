@@ -47,6 +47,8 @@ class Settings:
     """Longest a SIGTERM waits for in-flight requests before giving up on them."""
     log_level: str
     inference_engine: str = "tflite"
+    signature_name: str = "serving_default"
+    """The signature served, and answered to requests that name none."""
     """What runs the signature: ``tflite`` (if it gives the Session's outputs; else the Session)
     or ``session``."""
     processes: int = 1
@@ -179,6 +181,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=env.read("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
         inference_engine=env.read("INFERENCE_ENGINE", "tflite", _choice(INFERENCE_ENGINES)),
         processes=env.read("SERVING_PROCESSES", *_limited("SERVING_PROCESSES")),
+        signature_name=env.read("SIGNATURE_NAME", "serving_default", _non_empty),
     )
     # Checked now, not when loading: a wrong path is a configuration error, reported before
     # the port opens.

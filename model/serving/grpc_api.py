@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from serving.model import SIGNATURE_NAME, LoadedModel, TensorInfo
+from serving.model import LoadedModel, TensorInfo
 from serving.protocol import (
     RequestError,
     check_rows,
@@ -102,9 +102,9 @@ def _served(runtime: Runtime, spec: model_pb2.ModelSpec) -> LoadedModel:
     return model
 
 
-def _signature(spec: model_pb2.ModelSpec) -> str:
-    name = spec.signature_name or SIGNATURE_NAME
-    if name != SIGNATURE_NAME:
+def _signature(spec: model_pb2.ModelSpec, model: LoadedModel) -> str:
+    name = spec.signature_name or model.signature_name
+    if name != model.signature_name:
         raise _RpcError(
             grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.'
         )
@@ -192,7 +192,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         runtime = self.runtime
         with runtime.admit() as batcher:
             model = _served(runtime, request.model_spec)
-            signature_name = _signature(request.model_spec)
+            signature_name = _signature(request.model_spec, model)
             arrays, rows = _inputs(request, model, runtime.settings.max_batch_size)
             names = _output_names(request, model)
             outputs = await batcher.submit(arrays, rows)
@@ -249,10 +249,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if spec is None:
                 raise RequestError(f"{api} request has no tasks")
             model = _served(self.runtime, spec)
-            name = spec.signature_name or SIGNATURE_NAME
-            if name != SIGNATURE_NAME:
+            name = spec.signature_name or model.signature_name
+            if name != model.signature_name:
                 raise RequestError(f"No signature was found with the name: {name}")
-            raise RequestError(no_example_signature(kind, list(model.inputs)))
+            raise RequestError(no_example_signature(kind, list(model.inputs), model.signature_name))
 
         return await _answer(self.runtime, api, context, refuse)
 

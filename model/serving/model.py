@@ -119,17 +119,17 @@ def _session_runner(function: Any) -> Predict:
 class _EagerCall:
     """The signature called as the eager function it was loaded as."""
 
-    def __init__(self, loaded: Any) -> None:
+    def __init__(self, loaded: Any, signature: str) -> None:
         # Held: the loaded object owns the variables the function reads.
         self._loaded = loaded
-        self._function = loaded.signatures[SIGNATURE_NAME]
+        self._function = loaded.signatures[signature]
 
     def __call__(self, inputs: Tensors) -> Tensors:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
         return {name: value.numpy() for name, value in self._function(**tensors).items()}
 
 
-def _tflite_runner(loaded: Any) -> Predict:
+def _tflite_runner(loaded: Any, signature: str) -> Predict:
     """The signature converted to TensorFlow Lite (variables frozen in) and run by its
     interpreter with the XNNPACK kernels, on one thread: the way TF Serving's
     ``--prefer_tflite_model`` runs a CPU model. For this model a call is 15 to 30 times faster than
@@ -137,14 +137,14 @@ def _tflite_runner(loaded: Any) -> Predict:
     The interpreter runs one call at a time (the lock); the batcher never overlaps calls anyway.
     """
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [loaded.signatures[SIGNATURE_NAME]], loaded
+        [loaded.signatures[signature]], loaded
     )
     with warnings.catch_warnings():
         # TF names ai-edge-litert as the interpreter's future home; this one is the converter's
         # own twin (same op versions) and adds nothing to the image.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=1)
-    run = interpreter.get_signature_runner(SIGNATURE_NAME)
+    run = interpreter.get_signature_runner(signature)
     lock = threading.Lock()
 
     def predict(inputs: Tensors) -> Tensors:
@@ -196,7 +196,9 @@ class SignatureRunner:
     predict: Predict
 
 
-def signature_runner(loaded: Any, engine: str = "tflite") -> SignatureRunner:
+def signature_runner(
+    loaded: Any, engine: str = "tflite", signature: str = SIGNATURE_NAME
+) -> SignatureRunner:
     """The signature's frozen graph run by ``engine``: ``session`` (a TF1 Session) or
     ``tflite`` (TensorFlow Lite, if it can serve this model, else the Session, with a warning).
 
@@ -208,19 +210,19 @@ def signature_runner(loaded: Any, engine: str = "tflite") -> SignatureRunner:
     Only the eager call keeps the loaded SavedModel: the frozen graph and the TFLite model
     hold their own copy of the weights, so the variables are not kept twice.
     """
-    function = loaded.signatures[SIGNATURE_NAME]
+    function = loaded.signatures[signature]
     try:
         session = _session_runner(function)
     except Exception as error:  # freezing fails in many ways; the eager call still serves
         logger.warning("serving the signature as an eager call: it cannot be frozen (%s)", error)
-        return SignatureRunner("eager", _EagerCall(loaded))
+        return SignatureRunner("eager", _EagerCall(loaded, signature))
     if engine == "session":
         return SignatureRunner("session", session)
     if tf.config.list_physical_devices("GPU"):
         logger.info("serving with the TensorFlow Session: a GPU is visible")
         return SignatureRunner("session", session)
     try:
-        tflite = _tflite_runner(loaded)
+        tflite = _tflite_runner(loaded, signature)
         samples = [_sample_inputs(function, rows) for rows in (1, 7)]
         problem = next(
             filter(None, (disagreement(tflite(sample), session(sample)) for sample in samples)),
@@ -240,13 +242,25 @@ def signature_runner(loaded: Any, engine: str = "tflite") -> SignatureRunner:
 class LoadedModel:
     """One loaded version. ``predict`` is safe to call from a worker thread."""
 
-    def __init__(self, name: str, version: int, path: Path, engine: str = "tflite") -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        engine: str = "tflite",
+        signature: str = SIGNATURE_NAME,
+    ) -> None:
         self.name = name
         self.version = version
+        self.signature_name = signature
+        """The signature served: requests that name none get it (SIGNATURE_NAME)."""
         loaded = tf.saved_model.load(str(path), tags=[SERVING_TAG])
-        if SIGNATURE_NAME not in loaded.signatures:
-            raise ModelLoadError(f"{path} has no {SIGNATURE_NAME!r} signature")
-        function = loaded.signatures[SIGNATURE_NAME]
+        if signature not in loaded.signatures:
+            present = ", ".join(sorted(loaded.signatures)) or "none"
+            raise ModelLoadError(
+                f"SIGNATURE_NAME={signature}: {path} has no such signature (it has: {present})"
+            )
+        function = loaded.signatures[signature]
         input_specs: dict[str, tf.TensorSpec] = function.structured_input_signature[1]
         output_specs: dict[str, tf.TensorSpec] = function.structured_outputs
         self.inputs = {name: _tensor_info(name, spec) for name, spec in input_specs.items()}
@@ -257,7 +271,7 @@ class LoadedModel:
         # The SignatureDefs as protos (gRPC metadata) and as JSON (REST metadata).
         self.signatures = _serving_signatures(path)
         self.signature_defs = _as_json(self.signatures)
-        runner = signature_runner(loaded, engine)
+        runner = signature_runner(loaded, engine, signature)
         self.engine = runner.engine
         """What runs the signature: tflite, session or eager."""
         self.predict: Predict = runner.predict
@@ -276,9 +290,11 @@ class LoadedModel:
             self.predict(self.zeros(rows))
 
 
-def load_latest(name: str, base_path: Path, engine: str = "tflite") -> LoadedModel:
+def load_latest(
+    name: str, base_path: Path, engine: str = "tflite", signature: str = SIGNATURE_NAME
+) -> LoadedModel:
     try:
         version, path = find_latest_version(base_path)
     except ValueError as error:
         raise ModelLoadError(str(error)) from None
-    return LoadedModel(name, version, path, engine)
+    return LoadedModel(name, version, path, engine, signature)

@@ -64,14 +64,16 @@ def _dumps(body: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> bytes:
     return json.dumps(body, default=lambda value: value.tolist()).encode()
 
 
-def parse_predict(body: bytes, inputs: Mapping[str, TensorInfo]) -> PredictRequest:
+def parse_predict(
+    body: bytes, inputs: Mapping[str, TensorInfo], served: str = SIGNATURE_NAME
+) -> PredictRequest:
     """Decode and check a predict request against the signature's inputs."""
     document = _loads(body)
     if not isinstance(document, dict):
         raise RequestError("request body must be a JSON object with 'instances' or 'inputs'")
     # Absent or empty means the default signature, as in TensorFlow Serving.
-    signature = document.get("signature_name") or SIGNATURE_NAME
-    if signature != SIGNATURE_NAME:
+    signature = document.get("signature_name") or served
+    if signature != served:
         # TensorFlow Serving's wording.
         raise RequestError(f'Serving signature name: "{signature}" not found in signature def')
     if "instances" in document and "inputs" in document:
@@ -197,7 +199,7 @@ def render_predict(request_format: Format, outputs: Mapping[str, np.ndarray], ro
     return _dumps(body, outputs)
 
 
-def parse_examples(body: bytes) -> tuple[str, int]:
+def parse_examples(body: bytes, served: str = SIGNATURE_NAME) -> tuple[str, int]:
     """A classify or regress request (api_rest.md): its signature name and example count."""
     document = _loads(body)
     if not isinstance(document, dict):
@@ -208,16 +210,18 @@ def parse_examples(body: bytes) -> tuple[str, int]:
     context = document.get("context", {})
     if not isinstance(context, dict):
         raise RequestError("'context' must be an object (feature name to value)")
-    return document.get("signature_name") or SIGNATURE_NAME, len(examples)
+    return document.get("signature_name") or served, len(examples)
 
 
 def no_example_signature(
-    kind: Literal["classification", "regression"], inputs: Sequence[str]
+    kind: Literal["classification", "regression"],
+    inputs: Sequence[str],
+    served: str = SIGNATURE_NAME,
 ) -> str:
     """TF Serving's answer to classify or regress on a predict signature: it has no input named
     `inputs` to take serialized tf.Examples (servables/tensorflow/classifier.cc)."""
     return (
-        f"No {kind} inputs found in SignatureDef: the signature {SIGNATURE_NAME!r} takes "
+        f"No {kind} inputs found in SignatureDef: the signature {served!r} takes "
         f"{', '.join(map(repr, inputs))}, not serialized tf.Examples under 'inputs'; "
         "use :predict"
     )

@@ -91,6 +91,7 @@ class Runtime:
                 settings.model_name,
                 settings.model_base_path,
                 settings.inference_engine,
+                settings.signature_name,
             )
             await asyncio.to_thread(model.warm_up, warm_up_sizes(settings.max_batch_size))
             # TensorFlow leaves ~300k long-lived objects; every full collection would walk them

@@ -32,6 +32,7 @@ class ServerProcess:
     log_path: Path
     grpc_target: str
     """host:port of TensorFlow Serving's gRPC API."""
+    model_name: str = "digits"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -101,7 +102,11 @@ def launch_server(log_path: Path, **env: str) -> ServerProcess:
             stderr=subprocess.STDOUT,
         )
     return ServerProcess(
-        process, f"http://127.0.0.1:{port}", log_path, f"127.0.0.1:{environment['GRPC_PORT']}"
+        process,
+        f"http://127.0.0.1:{port}",
+        log_path,
+        f"127.0.0.1:{environment['GRPC_PORT']}",
+        environment["MODEL_NAME"],
     )
 
 
@@ -111,7 +116,8 @@ def wait_ready(server: ServerProcess) -> None:
         if server.process.poll() is not None:
             raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
         try:
-            if httpx2.get(f"{server.base_url}/v1/models/digits", timeout=2).status_code == 200:
+            status = httpx2.get(f"{server.base_url}/v1/models/{server.model_name}", timeout=2)
+            if status.status_code == 200:
                 return
         except httpx2.TransportError:
             pass
