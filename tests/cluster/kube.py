@@ -35,6 +35,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "Namespace": ("namespaces", False),
     "Node": ("nodes", False),
     "ServiceAccount": ("serviceaccounts", True),
+    "ConfigMap": ("configmaps", True),
     "Service": ("services", True),
     "Pod": ("pods", True),
     "Event": ("events", True),

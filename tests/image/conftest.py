@@ -78,7 +78,9 @@ def build_image(base_image: str) -> Iterator[BuildImage]:
     """Builds model/Dockerfile through scripts/build-image.sh (reusing the build cache)."""
     built: list[str] = []
 
-    def build(target: str, variant: str, tag: str, *build_args: str) -> str:
+    def build(
+        target: str, variant: str, tag: str, *build_args: str, model: Path | None = None
+    ) -> str:
         command = [
             str(SCRIPTS / "build-image.sh"),
             "--target",
@@ -92,6 +94,8 @@ def build_image(base_image: str) -> Iterator[BuildImage]:
         ]
         for build_arg in build_args:
             command += ["--build-arg", build_arg]
+        if model is not None:
+            command += ["--model", str(model)]
         started = time.monotonic()
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, check=False

@@ -204,6 +204,45 @@ def test_serves_digits_read_only_and_stops_cleanly(
         docker("rm", "--force", name, check=False)
 
 
+DIABETES = Path(__file__).resolve().parents[2] / "model" / "export" / "diabetes" / "1"
+
+
+def test_serves_the_model_it_is_given_by_its_own_name_and_inputs(
+    build_image: Callable[..., str], test_repository: str, docker: Docker
+) -> None:
+    """The image serves the model `--model` names (another name, two inputs of two dtypes):
+    nothing in it is tied to digits."""
+    tag = f"{test_repository}:python-cpu-diabetes-{uuid.uuid4().hex[:8]}"
+    image = build_image("python", "cpu", tag, model=DIABETES)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1/models/diabetes"
+    name = f"model-image-test-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "--detach", "--name", name, "--network", "host", "--read-only",
+        "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--env", "HOST=127.0.0.1", "--env", f"PORT={port}", "--env", "GRPC_PORT=0",
+        image,
+    )  # fmt: skip
+    try:
+        status = wait_until_available(docker, name, base_url)
+        assert status["model_version_status"][0]["version"] == "1"
+        measurements = [[0.02 * i - 0.04 for i in range(9)]] * 2
+        code, _, body = http_json(
+            f"{base_url}:predict", {"inputs": {"measurements": measurements, "sex": [0, 1]}}
+        )
+        assert code == 200, body
+        assert isinstance(body, dict)
+        predictions = body["outputs"]
+        # The same measurements, the two sexes: two finite progressions, apart.
+        assert len(predictions) == 2 and predictions[0] != predictions[1], predictions
+        code, _, body = http_json(
+            f"{base_url}:predict", {"inputs": {"measurements": measurements, "sex": [0.5, 1]}}
+        )
+        assert code == 400 and "sex" in str(body), body
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
 # ModelService.GetModelStatus, encoded by hand (this venv has grpcio but not TF Serving's
 # protos): GetModelStatusRequest{model_spec{name}}, and the answer's ModelVersionStatus
 # {version: 1, state: AVAILABLE (30), status{}}.
