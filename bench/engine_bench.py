@@ -4,6 +4,11 @@
   provider and the same cluster, alternated so both see the same machine load; goal ≤ 1.5x.
 - `preview` of the dev program with the policy pack (as `make preview` runs it) vs without it:
   what the mandatory policy pack costs every preview.
+- `preview` of the dev program vs the same program given the model's signatures as a literal:
+  what reading the served version's `saved_model.pb` costs every preview.
+- `preview` of the dev program vs the same stack rolled back (`servingImage` pinned, so no
+  Image resource and no docker-build provider): what the image build's provider costs.
+- Where one dev preview's time goes: the engine's events, timed from the call.
 - `up` of the dev stack with nothing to change (refresh included, as `make up` runs it).
 
 Needs what `make up` needs running (cluster, registry, BuildKit). Stacks live in a temporary
@@ -34,8 +39,18 @@ sys.path.insert(0, str(ROOT))
 from engine import driver  # noqa: E402
 from engine.environment import engine_environment  # noqa: E402
 from engine.scratch import copy_project  # noqa: E402
+from model_contract.repository import versions  # noqa: E402
+from model_contract.saved_model import read_signatures  # noqa: E402
 
 PROJECT = "gpu-model-serving"
+# Any digest-pinned reference: a preview does not pull it.
+PINNED = "127.0.0.1:5000/engine-bench@sha256:" + "0" * 64
+BUNDLED_MODEL = ROOT / "model" / "export" / "digits"
+
+
+def newest_bundled_version() -> Path:
+    found = versions(BUNDLED_MODEL)
+    return found[max(found)]
 
 
 def minimal_program() -> None:
@@ -58,6 +73,44 @@ def minimal_program() -> None:
     )
 
 
+def give_signatures_as_literal(project: Path, version_dir: Path) -> None:
+    """Make the copied program take `version_dir`'s signatures from a literal read here once,
+    so that its previews skip reading saved_model.pb and nothing else changes."""
+    signatures = read_signatures(version_dir / "saved_model.pb")
+    module = project / "model_contract" / "saved_model.py"
+    module.write_text(
+        module.read_text()
+        + "\n\n# engine_bench: the signatures as a literal, read once by the bench.\n"
+        + "def read_signatures(saved_model_pb: Path) -> dict[str, Signature]:\n"
+        + f"    return {signatures!r}\n"
+    )
+
+
+def event_timeline(stack: auto.Stack, target: driver.StackTarget) -> list[tuple[float, str]]:
+    """(seconds since the call, what happened) for one preview: where its time goes."""
+    started = time.perf_counter()
+    timeline: list[tuple[float, str]] = []
+
+    def note(event: auto.EngineEvent) -> None:
+        at = time.perf_counter() - started
+        if event.prelude_event:
+            timeline.append((at, "prelude (the engine has the plan's config)"))
+        elif event.resource_pre_event:
+            metadata = event.resource_pre_event.metadata
+            timeline.append((at, f"pre {metadata.op.value} {metadata.type}"))
+        elif event.res_outputs_event:
+            metadata = event.res_outputs_event.metadata
+            timeline.append((at, f"outputs {metadata.type}"))
+        elif event.policy_event:
+            timeline.append((at, f"policy {event.policy_event.policy_name}"))
+        elif event.summary_event:
+            timeline.append((at, "summary"))
+
+    driver.preview(stack, target, lambda _line: None, on_event=note)
+    timeline.append((time.perf_counter() - started, "returned"))
+    return timeline
+
+
 def timed(action: Callable[[], Any]) -> float:
     started = time.perf_counter()
     action()
@@ -77,10 +130,22 @@ def main() -> int:
         dev_config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
         dev_config["config"][f"{PROJECT}:namespace"] = "engine-bench"
         dev_config["config"][f"{PROJECT}:imageTag"] = "engine-bench"
-        config_file = root / "dev.yaml"
-        config_file.write_text(yaml.safe_dump(dev_config))
-        target = driver.StackTarget("bench-dev", config_file, copy_project(root / "project"))
-        dev = driver.open_stack(target, env)
+
+        def stack(
+            name: str, config: dict[str, Any], project: Path
+        ) -> tuple[auto.Stack, driver.StackTarget]:
+            config_file = root / f"{name}.yaml"
+            config_file.write_text(yaml.safe_dump(config))
+            target = driver.StackTarget(name, config_file, project)
+            return driver.open_stack(target, env), target
+
+        project = copy_project(root / "project")
+        dev, target = stack("bench-dev", dev_config, project)
+        literal_project = copy_project(root / "literal-project")
+        give_signatures_as_literal(literal_project, newest_bundled_version())
+        literal, literal_target = stack("bench-literal", dev_config, literal_project)
+        pinned_config = {"config": {**dev_config["config"], f"{PROJECT}:servingImage": PINNED}}
+        pinned, pinned_target = stack("bench-pinned", pinned_config, project)
         minimal_dir = root / "minimal"
         minimal_dir.mkdir()
         (minimal_dir / "Pulumi.yaml").write_text("name: bench-minimal\nruntime: python\n")
@@ -91,41 +156,59 @@ def main() -> int:
             opts=driver.workspace_options(minimal_dir, env),
         )
         quiet: Callable[[str], None] = lambda _line: None  # noqa: E731
+        samples: dict[str, list[float]] = {
+            name: [] for name in ("dev", "minimal", "unpoliced", "literal", "pinned")
+        }
         try:
-            dev_preview, minimal_preview, unpoliced_preview = [], [], []
-            for _ in range(args.repeat):
-                dev_preview.append(timed(lambda: driver.preview(dev, target, quiet)))
-                minimal_preview.append(timed(lambda: minimal.preview(on_output=quiet)))
-                unpoliced_preview.append(
-                    timed(lambda: dev.preview(config_file=str(config_file), on_output=quiet))
+            timeline = event_timeline(dev, target)
+            for _ in range(args.repeat):  # alternated, so that every variant sees the same load
+                samples["dev"].append(timed(lambda: driver.preview(dev, target, quiet)))
+                samples["minimal"].append(timed(lambda: minimal.preview(on_output=quiet)))
+                samples["unpoliced"].append(
+                    timed(lambda: dev.preview(config_file=str(target.config_file), on_output=quiet))
+                )
+                samples["literal"].append(
+                    timed(lambda: driver.preview(literal, literal_target, quiet))
+                )
+                samples["pinned"].append(
+                    timed(lambda: driver.preview(pinned, pinned_target, quiet))
                 )
             driver.up(dev, target, quiet)
             noop_up = [timed(lambda: driver.up(dev, target, quiet)) for _ in range(args.repeat)]
         finally:
-            dev.destroy(config_file=str(config_file), on_output=quiet)
+            driver.destroy(dev, target, quiet)
 
+    median = {name: statistics.median(values) for name, values in samples.items()}
     result = {
         "repeat": args.repeat,
-        "preview_dev_s": statistics.median(dev_preview),
-        "preview_minimal_s": statistics.median(minimal_preview),
-        "preview_ratio": statistics.median(dev_preview) / statistics.median(minimal_preview),
-        "preview_dev_without_policy_s": statistics.median(unpoliced_preview),
-        "policy_ratio": statistics.median(dev_preview) / statistics.median(unpoliced_preview),
+        "preview_dev_s": median["dev"],
+        "preview_minimal_s": median["minimal"],
+        "preview_ratio": median["dev"] / median["minimal"],
+        "preview_dev_without_policy_s": median["unpoliced"],
+        "policy_ratio": median["dev"] / median["unpoliced"],
+        "unpoliced_ratio": median["unpoliced"] / median["minimal"],
+        "preview_dev_signatures_literal_s": median["literal"],
+        "contract_read_ratio": median["dev"] / median["literal"],
+        "preview_dev_pinned_image_s": median["pinned"],
+        "image_provider_ratio": median["dev"] / median["pinned"],
         "noop_up_dev_s": statistics.median(noop_up),
-        "samples": {
-            "preview_dev": dev_preview,
-            "preview_minimal": minimal_preview,
-            "preview_dev_without_policy": unpoliced_preview,
-            "noop_up": noop_up,
-        },
+        "timeline": [[round(at, 3), what] for at, what in timeline],
+        "samples": {**samples, "noop_up": noop_up},
     }
     args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print("one dev preview, from the call:")
+    for at, what in timeline:
+        print(f"  {at:6.3f}s  {what}")
     print(
-        f"preview: dev {result['preview_dev_s']:.2f}s vs minimal {result['preview_minimal_s']:.2f}s"
-        f" = {result['preview_ratio']:.2f}x (goal <= 1.5x); with vs without the policy pack"
-        f" {result['preview_dev_s']:.2f}s vs {result['preview_dev_without_policy_s']:.2f}s"
-        f" = {result['policy_ratio']:.2f}x; no-op up {result['noop_up_dev_s']:.2f}s"
-        f" (medians of {args.repeat})"
+        f"preview: dev {median['dev']:.2f}s vs minimal {median['minimal']:.2f}s"
+        f" = {result['preview_ratio']:.2f}x (goal <= 1.5x); without the policy pack"
+        f" {median['unpoliced']:.2f}s = {result['unpoliced_ratio']:.2f}x minimal,"
+        f" so the pack costs {result['policy_ratio']:.2f}x\n"
+        f"contract read: dev {median['dev']:.2f}s vs signatures as a literal"
+        f" {median['literal']:.2f}s = {result['contract_read_ratio']:.2f}x\n"
+        f"image provider: dev {median['dev']:.2f}s vs servingImage pinned"
+        f" {median['pinned']:.2f}s = {result['image_provider_ratio']:.2f}x\n"
+        f"no-op up {result['noop_up_dev_s']:.2f}s (medians of {args.repeat})"
     )
     return 0
 

@@ -10,6 +10,7 @@ which a predict-only model does not have: they answer INVALID_ARGUMENT, as TF Se
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -117,21 +118,29 @@ def _reply_spec(model: LoadedModel, signature_name: str) -> model_pb2.ModelSpec:
     return spec
 
 
-def to_array(name: str, tensor: tensor_pb2.TensorProto, info: TensorInfo) -> np.ndarray:
-    """A request tensor as the array the model takes, checked like a REST input."""
+def to_array(
+    name: str, tensor: tensor_pb2.TensorProto, info: TensorInfo, max_bytes: int
+) -> np.ndarray:
+    """A request tensor as the array the model takes, checked like a REST input. Its declared
+    shape is checked before anything is decoded: one value in `float_val` fills the whole
+    shape, so a tiny message could otherwise ask for any amount of memory."""
     if tensor.dtype != types_pb2.DataType.Value(info.dtype_name):
         got = types_pb2.DataType.Name(tensor.dtype)
         raise RequestError(f"input {name!r} must be {info.dtype_name}; got {got}")
+    shape = [dim.size for dim in tensor.tensor_shape.dim]
+    check_shape(name, shape, info)
+    decoded_bytes = math.prod(shape) * info.dtype.itemsize
+    if decoded_bytes > max_bytes:
+        raise RequestError(
+            f"input {name!r} has shape {shape}: {decoded_bytes} bytes once decoded; "
+            f"at most {max_bytes} are allowed (MAX_REQUEST_BYTES)"
+        )
     try:
         if tensor.tensor_content:
-            shape = [dim.size for dim in tensor.tensor_shape.dim]
-            array = np.frombuffer(tensor.tensor_content, info.dtype).reshape(shape)
-        else:
-            array = tf.make_ndarray(tensor)
+            return np.frombuffer(tensor.tensor_content, info.dtype).reshape(shape)
+        return tf.make_ndarray(tensor)
     except (ValueError, TypeError) as error:
         raise RequestError(f"input {name!r} is malformed: {error}") from None
-    check_shape(name, array, info)
-    return array
 
 
 def to_tensor(array: np.ndarray, info: TensorInfo) -> tensor_pb2.TensorProto:
@@ -146,7 +155,7 @@ def to_tensor(array: np.ndarray, info: TensorInfo) -> tensor_pb2.TensorProto:
 
 
 def _inputs(
-    request: predict_pb2.PredictRequest, model: LoadedModel, max_rows: int
+    request: predict_pb2.PredictRequest, model: LoadedModel, max_rows: int, max_bytes: int
 ) -> tuple[dict[str, np.ndarray], int]:
     sent, expected = set(request.inputs), set(model.inputs)
     if sent != expected:
@@ -158,7 +167,8 @@ def _inputs(
             f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
         )
     arrays = {
-        name: to_array(name, request.inputs[name], info) for name, info in model.inputs.items()
+        name: to_array(name, request.inputs[name], info, max_bytes)
+        for name, info in model.inputs.items()
     }
     count = row_count(arrays)
     check_rows(count, max_rows)
@@ -193,7 +203,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         with runtime.admit() as batcher:
             model = _served(runtime, request.model_spec)
             signature_name = _signature(request.model_spec, model)
-            arrays, rows = _inputs(request, model, runtime.settings.max_batch_size)
+            settings = runtime.settings
+            arrays, rows = _inputs(
+                request, model, settings.max_batch_size, settings.max_request_bytes
+            )
             names = _output_names(request, model)
             outputs = await batcher.submit(arrays, rows)
         return predict_pb2.PredictResponse(

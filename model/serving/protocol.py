@@ -19,6 +19,8 @@ import orjson
 from serving.model import SIGNATURE_NAME, TensorInfo
 
 Format = Literal["row", "columnar"]
+MAX_JSON_DEPTH = 1024
+"""orjson's nesting limit, which its fallback for NaN bodies holds too."""
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -46,10 +48,18 @@ def _loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
+        if str(error).startswith("depth limit exceeded"):
+            raise _too_deep() from None
         try:
             return json.loads(body)
+        except RecursionError:  # Python's parser has a depth limit of its own
+            raise _too_deep() from None
         except (ValueError, UnicodeDecodeError):
             raise RequestError(f"malformed JSON: {error}") from None
+
+
+def _too_deep() -> RequestError:
+    return RequestError(f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _dumps(body: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> bytes:
@@ -142,7 +152,25 @@ def _named(value: Any, inputs: Mapping[str, TensorInfo], where: str) -> Mapping[
     return value
 
 
+def _nesting(value: Any) -> int:
+    """How deep `value`'s first elements nest lists: the rank it claims, found in O(rank)."""
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        if not value:
+            break
+        value = value[0]
+    return depth
+
+
 def _to_array(name: str, value: Any, info: TensorInfo) -> np.ndarray:
+    # Before NumPy walks it: a deep value would only get NumPy's 64-dimension refusal.
+    depth = _nesting(value)
+    if depth > len(info.shape):
+        raise RequestError(
+            f"input {name!r} is nested {depth} levels deep; the model expects rank "
+            f"{len(info.shape)}: {info.shape_text()} (-1: any size)"
+        )
     try:
         array = np.asarray(value)
     except ValueError:
@@ -160,7 +188,7 @@ def _to_array(name: str, value: Any, info: TensorInfo) -> np.ndarray:
         )
         expected = "numbers" if info.dtype.kind == "f" else "integers"
         raise RequestError(f"input {name!r} must hold {expected} ({info.dtype_name}); got {got}")
-    check_shape(name, array, info)
+    check_shape(name, array.shape, info)
     if info.dtype.kind == "i" and array.size:
         limits = np.iinfo(info.dtype)
         # Casting would wrap out-of-range integers around silently.
@@ -169,14 +197,18 @@ def _to_array(name: str, value: Any, info: TensorInfo) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=info.dtype)
 
 
-def check_shape(name: str, array: np.ndarray, info: TensorInfo) -> None:
+def check_shape(name: str, shape: Sequence[int], info: TensorInfo) -> None:
     """The input's rank and fixed dimensions are the signature's (REST and gRPC alike)."""
-    if array.ndim != len(info.shape) or any(
-        expected is not None and got != expected
-        for got, expected in zip(array.shape, info.shape, strict=True)
+    if (
+        len(shape) != len(info.shape)
+        or any(size < 0 for size in shape)
+        or any(
+            expected is not None and got != expected
+            for got, expected in zip(shape, info.shape, strict=True)
+        )
     ):
         raise RequestError(
-            f"input {name!r} has shape {list(array.shape)}; the model expects "
+            f"input {name!r} has shape {list(shape)}; the model expects "
             f"{info.shape_text()} (-1: any size)"
         )
 

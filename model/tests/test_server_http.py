@@ -34,6 +34,14 @@ def predict(server: ServerProcess, body: Any) -> httpx2.Response:
     return httpx2.post(server.base_url + PREDICT, content=content, timeout=30)
 
 
+def nested(depth: int) -> Any:
+    """A single number inside `depth` one-element lists."""
+    value: Any = 1.0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def assert_serves_good_request(server: ServerProcess, image: list[list[float]], label: int) -> None:
     response = predict(server, {"instances": [image]})
     assert response.status_code == 200, response.text
@@ -266,6 +274,18 @@ BAD_REQUESTS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
         'Serving signature name: "classify" not found',
     ),
     (
+        "instances nested past the JSON parser's depth",
+        b'{"instances": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        400,
+        "nested deeper than",
+    ),
+    (
+        "instances nested past what an array can hold",
+        {"instances": nested(100)},
+        400,
+        "is nested 100 levels deep; the model expects rank 3",
+    ),
+    (
         "body over MAX_REQUEST_BYTES",
         b'{"instances": [' + b" " * MAX_REQUEST_BYTES + b"]}",
         413,
@@ -292,10 +312,13 @@ def test_bad_request_is_rejected_and_server_keeps_serving(
     assert_serves_good_request(server, split.x_test[0].tolist(), int(split.y_test[0]))
 
 
-def test_chunked_body_over_limit_is_rejected(server: ServerProcess, split: Split) -> None:
+@pytest.mark.parametrize("times_the_limit", [1, 16, 256], ids=["just-over", "16x", "256x"])
+def test_chunked_body_over_limit_is_rejected(
+    server: ServerProcess, split: Split, times_the_limit: int
+) -> None:
     def chunks() -> Any:
         yield b'{"instances": ['
-        for _ in range(MAX_REQUEST_BYTES // 1024 + 1):
+        for _ in range(times_the_limit * MAX_REQUEST_BYTES // 1024 + 1):
             yield b" " * 1024
         yield b"]}"
 
