@@ -138,7 +138,8 @@ def to_array(
     try:
         if tensor.tensor_content:
             return np.frombuffer(tensor.tensor_content, info.dtype).reshape(shape)
-        return tf.make_ndarray(tensor)
+        array: np.ndarray = tf.make_ndarray(tensor)
+        return array
     except (ValueError, TypeError) as error:
         raise RequestError(f"input {name!r} is malformed: {error}") from None
 

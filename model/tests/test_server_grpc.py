@@ -149,16 +149,31 @@ def _wrong_dtype(images: np.ndarray) -> predict_pb2.PredictRequest:
     return request
 
 
-def _truncated_content(images: np.ndarray) -> predict_pb2.PredictRequest:
+def _content_resized(images: np.ndarray, by: int) -> predict_pb2.PredictRequest:
+    """`tensor_content` `by` bytes longer (or shorter) than the declared shape holds."""
     request = predict_request(images)
     tensor = request.inputs["images"]
-    tensor.tensor_content = tensor.tensor_content[:-4]
+    content = tensor.tensor_content
+    tensor.tensor_content = content + bytes(by) if by > 0 else content[:by]
     return request
 
 
 def _unknown_output(images: np.ndarray) -> predict_pb2.PredictRequest:
     request = predict_request(images)
     request.output_filter.append("logits")
+    return request
+
+
+def _declared_shape(shape: list[int], values: list[float]) -> predict_pb2.PredictRequest:
+    """A tensor whose declared shape is `shape` and whose values are `values`: one value in
+    `float_val` stands for every element, so a few bytes can declare any size."""
+    request = predict_request(np.zeros((1, 8, 8)))
+    tensor = request.inputs["images"]
+    tensor.ClearField("tensor_content")
+    del tensor.tensor_shape.dim[:]
+    for size in shape:
+        tensor.tensor_shape.dim.add().size = size
+    tensor.float_val.extend(values)
     return request
 
 
@@ -202,7 +217,32 @@ BAD_REQUESTS = [
     ),
     (
         "truncated tensor_content",
-        _truncated_content,
+        lambda images: _content_resized(images, by=-4),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'images' is malformed",
+    ),
+    (
+        "one float_val declaring a tensor of 2**40 elements",
+        lambda images: _declared_shape([2**34, 8, 8], [0.5]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"input 'images' has shape [{2**34}, 8, 8]: {2**42} bytes once decoded; at most "
+        f"{MAX_REQUEST_BYTES} are allowed (MAX_REQUEST_BYTES)",
+    ),
+    (
+        "a negative dimension",
+        lambda images: _declared_shape([-1, 8, 8], [0.5]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'images' has shape [-1, 8, 8]; the model expects [-1, 8, 8]",
+    ),
+    (
+        "more float_val values than the shape holds",
+        lambda images: _declared_shape([1, 8, 8], [0.5] * 65),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'images' is malformed",
+    ),
+    (
+        "tensor_content longer than the shape",
+        lambda images: _content_resized(images, by=4),
         grpc.StatusCode.INVALID_ARGUMENT,
         "input 'images' is malformed",
     ),
