@@ -81,8 +81,7 @@ def parse_predict(
     document = _loads(body)
     if not isinstance(document, dict):
         raise RequestError("request body must be a JSON object with 'instances' or 'inputs'")
-    # Absent or empty means the default signature, as in TensorFlow Serving.
-    signature = document.get("signature_name") or served
+    signature = _signature_name(document, served)
     if signature != served:
         # TensorFlow Serving's wording.
         raise RequestError(f'Serving signature name: "{signature}" not found in signature def')
@@ -242,7 +241,16 @@ def parse_examples(body: bytes, served: str = SIGNATURE_NAME) -> tuple[str, int]
     context = document.get("context", {})
     if not isinstance(context, dict):
         raise RequestError("'context' must be an object (feature name to value)")
-    return document.get("signature_name") or served, len(examples)
+    return _signature_name(document, served), len(examples)
+
+
+def _signature_name(document: Mapping[str, Any], served: str) -> str:
+    """The request's signature; absent or empty means the served one, as in TF Serving."""
+    signature = document.get("signature_name") or served
+    if not isinstance(signature, str):
+        # Checked before it is quoted back: a deep list would not even format.
+        raise RequestError("'signature_name' must be a string")
+    return signature
 
 
 def no_example_signature(

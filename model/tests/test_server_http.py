@@ -274,6 +274,12 @@ BAD_REQUESTS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
         'Serving signature name: "classify" not found',
     ),
     (
+        "signature_name too deep to quote back",
+        b'{"signature_name": ' + b"[" * 1000 + b"]" * 1000 + b', "instances": [[]]}',
+        400,
+        "'signature_name' must be a string",
+    ),
+    (
         "instances nested past the JSON parser's depth",
         b'{"instances": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
         400,

@@ -131,7 +131,10 @@ def test_the_hpa_targets_the_deployment(cluster: Cluster, serving: Serving) -> N
         "kind": "Deployment",
         "name": serving.objects["Deployment"]["metadata"]["name"],
     }
-    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 3)
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (
+        declared["minReplicas"],
+        declared["maxReplicas"],
+    )
     assert spec["metrics"] == declared["metrics"]
     assert spec["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 60
@@ -184,18 +187,19 @@ def test_the_network_policy_and_service_account_read_back(
 
 
 def test_the_hpa_owns_the_replica_count(cluster: Cluster, serving: Serving) -> None:
-    # A replica count above hpaMaxReplicas (3), set behind Pulumi's back, is undone.
+    # A replica count above hpaMaxReplicas, set behind Pulumi's back, is undone.
+    most = serving.objects["HorizontalPodAutoscaler"]["spec"]["maxReplicas"]
     scale_path = serving.deployment_path + "/scale"
     response = cluster.client.request(
         "PATCH",
         scale_path,
-        {"spec": {"replicas": 4}},
+        {"spec": {"replicas": most + 2}},
         content_type="application/merge-patch+json",
     )
     assert response.status == 200, response.message
     wait_for(
-        "the HPA to scale the Deployment back to 3",
-        lambda: cluster.client.get(scale_path)["spec"]["replicas"] == 3,
+        f"the HPA to scale the Deployment back to {most}",
+        lambda: cluster.client.get(scale_path)["spec"]["replicas"] == most,
         timeout=HPA_SYNC_TIMEOUT_SECONDS,
         describe=lambda: cluster.client.get(scale_path),
     )
