@@ -54,6 +54,13 @@ def fingerprint(signatures: Mapping[str, Signature]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def code(name: str) -> str:
+    """`name` as a Markdown code span whatever it holds: names come from the SavedModel, and a
+    backtick or a line break in one would end the span (or the line) and let it write Markdown
+    into the pull-request comment."""
+    return "`" + name.replace("`", "'").replace("\r", " ").replace("\n", " ") + "`"
+
+
 def describe(tensor: Tensor) -> str:
     shape = "any rank" if tensor["shape"] is None else json.dumps(tensor["shape"])
     return f"{tensor['dtype']} {shape}"
@@ -62,9 +69,9 @@ def describe(tensor: Tensor) -> str:
 def diff(old: Mapping[str, Signature], new: Mapping[str, Signature]) -> ContractDiff:
     changes: list[Change] = []
     for name in sorted(old.keys() - new.keys()):
-        changes.append(Change(True, f"signature `{name}` removed"))
+        changes.append(Change(True, f"signature {code(name)} removed"))
     for name in sorted(new.keys() - old.keys()):
-        changes.append(Change(False, f"signature `{name}` added"))
+        changes.append(Change(False, f"signature {code(name)} added"))
     for name in sorted(old.keys() & new.keys()):
         changes.extend(_signature_changes(name, old[name], new[name]))
     return ContractDiff(tuple(changes))
@@ -72,7 +79,7 @@ def diff(old: Mapping[str, Signature], new: Mapping[str, Signature]) -> Contract
 
 def _signature_changes(name: str, old: Signature, new: Signature) -> Iterator[Change]:
     if old["method"] != new["method"]:
-        yield Change(True, f"`{name}`: method {old['method']} → {new['method']}")
+        yield Change(True, f"{code(name)}: method {code(old['method'])} → {code(new['method'])}")
     yield from _tensor_changes(name, "input", old["inputs"], new["inputs"])
     yield from _tensor_changes(name, "output", old["outputs"], new["outputs"])
 
@@ -90,22 +97,22 @@ def _tensor_changes(
             added.remove(twin)
             yield Change(
                 True,
-                f"`{signature}`: {direction} `{old_name}` renamed to `{twin}` "
+                f"{code(signature)}: {direction} {code(old_name)} renamed to {code(twin)} "
                 f"({describe(old[old_name])}): clients sending the old name fail",
             )
     for tensor in removed:
         yield Change(
-            True, f"`{signature}`: {direction} `{tensor}` removed ({describe(old[tensor])})"
+            True, f"{code(signature)}: {direction} {code(tensor)} removed ({describe(old[tensor])})"
         )
     for tensor in added:
-        text = f"`{signature}`: {direction} `{tensor}` added ({describe(new[tensor])})"
+        text = f"{code(signature)}: {direction} {code(tensor)} added ({describe(new[tensor])})"
         if direction == "input" and not new[tensor].get("default"):
             yield Change(True, text + " without a default: every request must now send it")
         else:
             yield Change(False, text + (" with a default" if direction == "input" else ""))
     for tensor in sorted(old.keys() & new.keys()):
         yield from _type_changes(
-            f"`{signature}`: {direction} `{tensor}`", direction, old[tensor], new[tensor]
+            f"{code(signature)}: {direction} {code(tensor)}", direction, old[tensor], new[tensor]
         )
 
 

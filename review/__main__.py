@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.preview_record import PreviewRecord
 from review import comment, drift_issue
 from review.github import GitHub, GitHubError, sync_issue, upsert_comment
 
 EXIT_ERROR = 1
+Parsed = TypeVar("Parsed")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -47,9 +49,14 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         if args.command == "drift-issue":
-            report = _load(args.report)
-            stack = report["stack"]
-            body = drift_issue.render(report, args.run_url) if report["drifted"] else None
+            stack, body = _parse(
+                args.report,
+                "drift report",
+                lambda report: (
+                    report["stack"],
+                    drift_issue.render(report, args.run_url) if report["drifted"] else None,
+                ),
+            )
             done = sync_issue(
                 GitHub.from_environment(args.repo),
                 drift_issue.marker(stack),
@@ -59,8 +66,11 @@ def main(argv: list[str]) -> int:
             )
             print(f"review: drift issue of stack {stack}: {done}")
             return 0
-        record = PreviewRecord.from_json(_load(args.record))
-        body = comment.render(record, args.limit)
+        record, body = _parse(
+            args.record,
+            "preview record",
+            lambda data: _commented(data, args.limit),
+        )
         if args.command == "comment":
             sys.stdout.write(body)
             return 0
@@ -78,12 +88,29 @@ class BadInputError(Exception):
     """A record or report that is missing, not JSON, or not of the expected shape."""
 
 
+def _commented(data: dict[str, Any], limit: int) -> tuple[PreviewRecord, str]:
+    record = PreviewRecord.from_json(data)
+    return record, comment.render(record, limit)
+
+
+def _parse(path: Path, kind: str, read: Callable[[dict[str, Any]], Parsed]) -> Parsed:
+    """`read` applied to the JSON object in `path`; a file of another shape (foreign, of an
+    older version, edited by hand) is a BadInputError naming the file and what is wrong."""
+    data = _load(path)
+    try:
+        return read(data)
+    except KeyError as error:
+        raise BadInputError(f"{path} is not a {kind}: it has no {error.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise BadInputError(f"{path} is not a {kind}: {error}") from None
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except OSError as error:
         raise BadInputError(f"cannot read {path}: {error.strerror}") from error
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadInputError(f"{path} is not JSON: {error}") from error
     if not isinstance(data, dict) or "stack" not in data:
         raise BadInputError(f"{path} is not a preview record or drift report (no 'stack')")

@@ -10,12 +10,13 @@ lists of created and deleted resources, and the comment says what was cut.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from engine.drift import MISSING
 from engine.preview_record import UNKNOWN, FieldChange, ImageRoll, PreviewRecord, Step
 from model_contract.contract import Contract
-from model_contract.diff import describe
+from model_contract.diff import code, describe
 
 # GitHub refuses comment bodies over 65,536 characters; leave room for the marker line.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -38,7 +39,13 @@ CONTRACT_VERDICTS = {
 
 def marker(stack: str) -> str:
     """The hidden line by which the workflow finds this stack's comment to update it in place."""
-    return f"<!-- gpu-model-serving preview: stack={stack} -->"
+    return f"<!-- gpu-model-serving preview: stack={hidden(stack)} -->"
+
+
+def hidden(text: str) -> str:
+    """`text` for an HTML comment: Pulumi's stack-name characters only, so nothing in it can end
+    the comment (`-->`) or the line."""
+    return re.sub(r"[^A-Za-z0-9_./]", "_", text)
 
 
 def render(record: PreviewRecord, limit: int = GITHUB_COMMENT_LIMIT) -> str:
@@ -92,7 +99,7 @@ def _header(record: PreviewRecord, by_op: dict[str, list[Step]]) -> list[str]:
     unchanged = record.counts.get("same", 0)
     summary = changes or "no changes"
     return [
-        f"## Stack `{record.stack}`: {verdict}",
+        f"## Stack {_code(record.stack)}: {verdict}",
         "",
         f"**{summary}**, {unchanged} unchanged.",
         "",
@@ -107,13 +114,12 @@ def _policy_section(record: PreviewRecord) -> list[str]:
     lines = [f"### Policy pack `{record.policy_pack}`", ""]
     if enforced:
         lines += [
-            f"- **{p.level}** `{p.rule}` on `{_resource(p.urn)}`: {p.message}" for p in enforced
+            f"- **{p.level}** {_code(p.rule)} on {_code(_resource(p.urn))}: {_one_line(p.message)}"
+            for p in enforced
         ]
-    lines.append(
-        f"- passed: {', '.join(f'`{rule}`' for rule in passed)}" if passed else "- passed: none"
-    )
+    lines.append(f"- passed: {', '.join(map(_code, passed))}" if passed else "- passed: none")
     if deferred:
-        checks = sorted({f"`{p.rule}` on `{_resource(p.urn)}`" for p in deferred})
+        checks = sorted({f"{_code(p.rule)} on {_code(_resource(p.urn))}" for p in deferred})
         lines.append(f"- checked at `up` (values known only after the build): {', '.join(checks)}")
     return [*lines, ""]
 
@@ -130,9 +136,9 @@ def _roll(roll: ImageRoll) -> str:
     new = (
         "a new build (its digest is known once `up` has built and pushed it)"
         if roll.new == UNKNOWN
-        else f"`{roll.new}`"
+        else _code(roll.new)
     )
-    return f"`{roll.resource}`: `{roll.old}` → {new}"
+    return f"{_code(roll.resource)}: {_code(roll.old)} → {new}"
 
 
 def _model_section(record: PreviewRecord) -> list[str]:
@@ -189,9 +195,9 @@ def _signature(name: str, contract: Contract) -> str:
 
 
 def _step_lines(step: Step, with_diffs: bool) -> list[str]:
-    title = f"- `{step.type}` **{step.name}**"
+    title = f"- {_code(step.type)} **{_code(step.name)}**"
     if step.replace_keys:
-        title += f", replaced because of {', '.join(f'`{k}`' for k in step.replace_keys)}"
+        title += f", replaced because of {', '.join(map(_code, step.replace_keys))}"
     if not (with_diffs and step.fields):
         return [title]
     return [title, "  ```diff", *(f"  {line}" for line in _diff_lines(step.fields)), "  ```"]
@@ -200,18 +206,19 @@ def _step_lines(step: Step, with_diffs: bool) -> list[str]:
 def _diff_lines(fields: list[FieldChange]) -> list[str]:
     lines = []
     for change in fields:
+        path = change.path.replace("\r", "\\r").replace("\n", "\\n")  # one line per change
         kind, _, replace = change.kind.partition("-")
         suffix = "  (forces replacement)" if replace else ""
         if kind == "update":
             # A changed output (an image's context hash) has no new value until `up`.
             new = UNKNOWN if change.new == MISSING else change.new
             lines += [
-                f"- {change.path}: {_value(change.old)}",
-                f"+ {change.path}: {_value(new)}{suffix}",
+                f"- {path}: {_value(change.old)}",
+                f"+ {path}: {_value(new)}{suffix}",
             ]
         else:
             value = change.new if kind == "add" else change.old
-            lines.append(f"{CHANGE_SIGNS.get(kind, '~')} {change.path}: {_value(value)}{suffix}")
+            lines.append(f"{CHANGE_SIGNS.get(kind, '~')} {path}: {_value(value)}{suffix}")
     return _fence_safe(lines)
 
 
@@ -236,8 +243,12 @@ def _resource(urn: str) -> str:
 
 def _code(name: str) -> str:
     """`name` as inline code; a backtick in it would end the code early."""
-    safe = name.replace("`", "'")
-    return f"`{clip(safe)}`"
+    return code(clip(name))
+
+
+def _one_line(text: str) -> str:
+    """A message on its list item's line: a line break in it would start Markdown of its own."""
+    return " ".join(text.split())
 
 
 def _fence_safe(lines: list[str]) -> list[str]:

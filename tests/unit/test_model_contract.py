@@ -163,7 +163,7 @@ CHANGES: list[tuple[str, dict[str, Signature], bool, tuple[str, ...]]] = [
         "method change",
         signatures(method="tensorflow/serving/classify"),
         True,
-        ("`serving_default`", f"method {PREDICT} → tensorflow/serving/classify"),
+        ("`serving_default`", f"method `{PREDICT}` → `tensorflow/serving/classify`"),
     ),
 ]
 # The old side of the cases that do not start from OLD.

@@ -23,6 +23,7 @@ from engine.preview_record import (
     FieldChange,
     ImageRoll,
     ModelChange,
+    PolicyResult,
     PreviewRecord,
     Step,
     preview_record,
@@ -30,7 +31,7 @@ from engine.preview_record import (
 from model_contract.contract import CONFIG_MAP_COMPONENT, Contract
 from model_contract.diff import diff
 from model_contract.saved_model import Signature
-from review import comment
+from review import comment, drift_issue
 from review.__main__ import main as review_main
 from tests.unit.test_model_contract import BOTH_OUTPUTS, OLD, signatures, tensor
 
@@ -59,7 +60,7 @@ def test_an_update_shows_counts_field_diffs_policy_and_the_image_that_would_roll
 def test_replacements_are_called_out_with_the_fields_that_force_them() -> None:
     body = comment.render(recorded("namespace-move"))
     assert "### To replace (7)" in body
-    assert "**model-server-deployment**, replaced because of `metadata.namespace`" in body
+    assert "**`model-server-deployment`**, replaced because of `metadata.namespace`" in body
     assert '+ metadata.namespace: "model-serving-v2"  (forces replacement)' in body
 
 
@@ -135,6 +136,63 @@ def test_values_cannot_break_out_of_the_diff_block() -> None:
     )
     body = comment.render(PreviewRecord(stack="dev", steps=[step]))
     assert body.count("```") == 2
+
+
+HOSTILE = "x`\n## Approved by security\n<img src=x onerror=alert(1)> @everyone"
+
+
+def outside_code(body: str) -> str:
+    """What GitHub would read as Markdown: the body without its code spans and blocks."""
+    fenced = False
+    kept = []
+    for line in body.splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            kept.append("".join(line.split("`")[::2]))
+    return "\n".join(kept)
+
+
+def test_hostile_names_and_messages_stay_in_code_and_on_their_line() -> None:
+    step = Step(
+        "replace",
+        f"kubernetes:core/v1:{HOSTILE}",
+        HOSTILE,
+        f"urn:x::{HOSTILE}",
+        fields=[FieldChange(HOSTILE, "update", HOSTILE, "```" + HOSTILE)],
+        replace_keys=[HOSTILE],
+    )
+    violation = PolicyResult(HOSTILE, "mandatory", f"urn:x::{HOSTILE}", HOSTILE)
+    record = PreviewRecord(
+        stack=HOSTILE,
+        steps=[step],
+        policy=[violation],
+        image_rolls=[ImageRoll(HOSTILE, HOSTILE, HOSTILE)],
+    )
+    body = comment.render(record)
+    markdown = outside_code(body)
+    assert "<img" not in markdown and "@everyone" not in markdown, markdown
+    assert "\n## Approved" not in body
+
+
+def test_hostile_drift_reports_stay_in_code() -> None:
+    report = {
+        "stack": HOSTILE,
+        "drifted": True,
+        "resources": [
+            {"type": HOSTILE, "name": HOSTILE, "op": HOSTILE, "fields": []},
+            {
+                "type": HOSTILE,
+                "name": HOSTILE,
+                "op": "update",
+                "fields": [{"path": HOSTILE, "declared": HOSTILE, "live": {"k": HOSTILE}}],
+            },
+        ],
+    }
+    body = drift_issue.render(report)
+    markdown = outside_code(body.partition("\n")[2])  # the hidden marker line is HTML
+    assert "<img" not in markdown and "@everyone" not in markdown, markdown
+    assert "\n## Approved" not in body
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -533,3 +591,28 @@ def test_missing_token_and_bad_records_are_clear_errors(
     assert f"review: {bad} is not JSON" in capsys.readouterr().err
     assert review_main(["comment", "--record", str(tmp_path / "absent.json")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "message"),
+    [
+        ("comment", '{"stack": "dev", "steps": [{"op"', "is not JSON"),
+        ("comment", "\udcff{}", "is not JSON"),
+        ("comment", '{"stack": "dev", "steps": 3}', "is not a preview record"),
+        ("comment", '{"stack": "dev", "steps": [{"op": "update"}]}', "is not a preview record"),
+        ("drift-issue", '{"stack": "dev"}', "is not a drift report: it has no 'drifted'"),
+        ("drift-issue", '{"stack": "dev", "drifted": true}', "it has no 'resources'"),
+        ("drift-issue", '{"stack": "dev", "drifted": true, "resources": [1]}', "not a drift"),
+        ("drift-issue", '["stack"]', "is not a preview record or drift report"),
+    ],
+)
+def test_truncated_and_foreign_files_are_errors_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str, message: str
+) -> None:
+    path = tmp_path / "input.json"
+    path.write_bytes(content.encode(errors="surrogateescape"))  # \udcff: the byte 0xff
+    flag = "--record" if command == "comment" else "--report"
+    assert review_main([command, flag, str(path)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"review: {path} ") and message in error, error
+    assert "Traceback" not in error
