@@ -136,7 +136,7 @@ lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (wit
 	# MYPYPATH: the model tests check the stdlib contract reader (model_contract/) against TensorFlow.
 	cd model && MYPYPATH=.. .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/app_cost.py ../bench/flask_baseline.py \
-	  ../bench/transport_ceiling.py ../bench/kserve_peer.py ../bench/free_model.py
+	  ../bench/transport_ceiling.py ../bench/kserve_peer.py ../bench/free_model.py ../bench/soak.py
 	command -v shellcheck >/dev/null || scripts/apt-install.sh shellcheck
 	shellcheck scripts/*.sh .ci/run
 	scripts/toolchain.sh lint
@@ -174,6 +174,10 @@ bench: model-venv kserve-venv ## Ours (REST, gRPC) vs KServe, the transport ceil
 	[[ "$$(dpkg-query -W -f='$${Version}' wrk 2>/dev/null)" == "$(WRK_VERSION)" ]] || scripts/apt-install.sh wrk=$(WRK_VERSION)
 	scripts/toolchain.sh bench
 	model/.venv/bin/python bench/serving_bench.py
+
+.PHONY: soak
+soak: model-venv ## 10 minutes of mixed good and hostile REST+gRPC traffic at concurrency 32: memory and fd growth, wrong answers
+	cd bench && ../model/.venv/bin/python soak.py
 
 .PHONY: bench-engine
 bench-engine: venv engine-toolchain base-image buildkit cluster ## The engine's preview vs a minimal program, no-op up
