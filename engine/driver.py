@@ -42,11 +42,28 @@ def inline_program(work_dir: Path) -> Callable[[], None]:
     """The repository's __main__.py, run in this process as the engine's inline program."""
 
     def program() -> None:
-        if str(work_dir) not in sys.path:
-            sys.path.insert(0, str(work_dir))
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(work_dir))
+        sys.path.insert(0, str(work_dir))
+        forget_other_copies(work_dir)
         runpy.run_path(str(work_dir / "__main__.py"), run_name="__main__")
 
     return program
+
+
+def forget_other_copies(work_dir: Path) -> None:
+    """Forgets the program's modules (settings, components, ...) imported from another copy of
+    the project, so that this run imports `work_dir`'s own: in one process (tests, benchmarks)
+    a scratch copy would otherwise run the checkout's settings, which resolve modelPath against
+    the checkout while `__main__.py` relates it to the copy."""
+    root = work_dir.resolve()
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if not ((root / f"{top}.py").is_file() or (root / top / "__init__.py").is_file()):
+            continue
+        file = getattr(module, "__file__", None)
+        if file is not None and not Path(file).resolve().is_relative_to(root):
+            del sys.modules[name]
 
 
 @dataclass(frozen=True)

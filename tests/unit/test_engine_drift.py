@@ -11,6 +11,7 @@ from pulumi.automation import EngineEvent
 
 from engine import scratch
 from engine.drift import MISSING, drift_report, value_at
+from engine.driver import inline_program
 from tests.unit.harness import ROOT
 
 URN = "urn:pulumi:dev::gpu-model-serving::gpu-model-serving:serving:ModelServer$"
@@ -122,3 +123,22 @@ def test_the_project_copy_holds_every_local_module_the_program_imports() -> None
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
     assert (imported & local) - copied == set()
+
+
+def test_an_inline_program_imports_its_own_copys_modules(tmp_path: Path) -> None:
+    """Two copies of a project run in one process (the checkout, then a scratch copy): each run
+    must import its own copy's modules, not the first one's cached in sys.modules."""
+    seen = []
+    for copy in ("checkout", "scratch"):
+        project = tmp_path / copy
+        (project / "probe_components").mkdir(parents=True)
+        (project / "probe_components" / "__init__.py").write_text(f"WHERE = {copy!r}\n")
+        (project / "probe_settings.py").write_text(f"WHERE = {copy!r}\n")
+        (project / "__main__.py").write_text(
+            "from pathlib import Path\nimport probe_components, probe_settings\n"
+            "Path(__file__).with_name('seen').write_text("
+            "probe_settings.WHERE + ' ' + probe_components.WHERE)\n"
+        )
+        inline_program(project)()
+        seen.append((project / "seen").read_text())
+    assert seen == ["checkout checkout", "scratch scratch"]
