@@ -45,7 +45,7 @@ def marker(stack: str) -> str:
 def hidden(text: str) -> str:
     """`text` for an HTML comment: Pulumi's stack-name characters only, so nothing in it can end
     the comment (`-->`) or the line."""
-    return re.sub(r"[^A-Za-z0-9_./]", "_", text)
+    return re.sub(r"[^A-Za-z0-9_./-]", "_", text)
 
 
 def render(record: PreviewRecord, limit: int = GITHUB_COMMENT_LIMIT) -> str:

@@ -371,7 +371,7 @@ def test_hand_edits_are_drift_and_up_restores_exactly_the_declared_fields(
     )
     assert "missing from the cluster" in drift.stdout
     issue = drift_issue.render(report)
-    assert f"- `{PDB}` **{by_type[PDB]['name']}**: missing from the cluster" in issue
+    assert f"- `{PDB}` **`{by_type[PDB]['name']}`**: missing from the cluster" in issue
     assert "live `127.0.0.1:5000/model-server:hand-edited`" in issue
     keep_artifact("drift-report.json", report_file.read_text())
     keep_artifact("drift-stdout.txt", drift.stdout)

@@ -170,6 +170,9 @@ def test_hostile_names_and_messages_stay_in_code_and_on_their_line() -> None:
         image_rolls=[ImageRoll(HOSTILE, HOSTILE, HOSTILE)],
     )
     body = comment.render(record)
+    assert comment.marker("engine-59610a22") == (
+        "<!-- gpu-model-serving preview: stack=engine-59610a22 -->"  # stack names keep their -
+    )
     markdown = outside_code(body)
     assert "<img" not in markdown and "@everyone" not in markdown, markdown
     assert "\n## Approved" not in body
