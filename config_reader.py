@@ -130,6 +130,20 @@ class Reader:
             self.problem(key, number, f"must be ≤ {maximum}")
         return number
 
+    def fraction(self, key: str) -> float:
+        """A ratio strictly between 0 and 1, such as 0.01 for 1 %."""
+        value = self._raw(key)
+        if value is None:
+            return 0.0
+        try:
+            number = float(value.strip())
+        except ValueError:
+            self.problem(key, value, "must be a number such as 0.01")
+            return 0.0
+        if not 0 < number < 1:  # NaN and infinities too
+            self.problem(key, number, "must be between 0 and 1, such as 0.01 for 1 %")
+        return number
+
     def boolean(self, key: str) -> bool:
         value = self._raw(key)
         if value is None:

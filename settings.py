@@ -142,6 +142,17 @@ class AutoscalingSettings:
 
 
 @dataclass(frozen=True)
+class SloSettings:
+    """What the servers promise, judged on their own request series: the alert rules fire on
+    it (and a canary is judged by it)."""
+
+    max_error_ratio: float
+    """Server errors (not a client's bad request) per request, over the alert window."""
+    max_p99_latency_ms: int
+    """99th percentile of the servers' own request time."""
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     """Who scrapes the server's metrics, and what turns them into the HPA's request rate."""
 
@@ -154,6 +165,7 @@ class MetricsSettings:
     """Extra labels on the monitor object, for a Prometheus that selects monitors by label."""
     custom_metrics_adapter: CustomMetricsAdapter
     """What serves hpaRequestsMetricName through the custom metrics API."""
+    slo: SloSettings
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,7 @@ class ServerSettings:
     autoscaling: AutoscalingSettings
     pdb_max_unavailable: int
     startup_timeout_seconds: int
+    progress_deadline_seconds: int
     pre_stop_sleep_seconds: int
     shutdown_timeout_seconds: int
     max_batch_size: int
@@ -282,6 +295,15 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
         key = re.sub(r"_(\w)", lambda m: m.group(1).upper(), kind)
         if request.value > limit.value > 0:
             r.problem(f"{key}Request", request.text, f"must be ≤ {key}Limit ({limit.text})")
+    startup_timeout = r.integer("startupTimeoutSeconds", minimum=10, maximum=3600)
+    progress_deadline = r.integer("progressDeadlineSeconds", minimum=10, maximum=7200)
+    if progress_deadline <= startup_timeout:
+        # A pod that takes its whole startup window would fail the rollout of a healthy model.
+        r.problem(
+            "progressDeadlineSeconds",
+            progress_deadline,
+            f"must be > startupTimeoutSeconds ({startup_timeout}), with room for the image pull",
+        )
     return ServerSettings(
         model_name=r.text("modelName", DNS_LABEL, "must be a DNS label (lower case, digits, '-')"),
         runtime=runtime,
@@ -300,7 +322,8 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
             ),
         ),
         pdb_max_unavailable=r.integer("pdbMaxUnavailable", minimum=1),
-        startup_timeout_seconds=r.integer("startupTimeoutSeconds", minimum=10, maximum=3600),
+        startup_timeout_seconds=startup_timeout,
+        progress_deadline_seconds=progress_deadline,
         pre_stop_sleep_seconds=r.integer("preStopSleepSeconds", minimum=0, maximum=300),
         shutdown_timeout_seconds=_runtime_knob(r, "shutdownTimeoutSeconds"),
         max_batch_size=_runtime_knob(r, "maxBatchSize"),
@@ -400,6 +423,10 @@ def _metrics(r: Reader) -> MetricsSettings:
         custom_metrics_adapter=r.choice(
             "customMetricsAdapter",
             cast(tuple[CustomMetricsAdapter, ...], ("none", "prometheus-adapter")),
+        ),
+        slo=SloSettings(
+            max_error_ratio=r.fraction("sloMaxErrorRatio"),
+            max_p99_latency_ms=r.integer("sloMaxP99LatencyMs", minimum=1, maximum=600_000),
         ),
     )
     if metrics.collector != "none" and not metrics.scrape_namespaces:

@@ -37,6 +37,8 @@ from model_contract.contract import (
 from settings import ServerSettings
 
 MODELS_DIR = "/models"
+# Kubernetes' recommended label for "the current version of the application": the model version.
+VERSION_LABEL = "app.kubernetes.io/version"
 # Numeric, so that the kubelet can verify runAsNonRoot; the image's USER (model/Dockerfile).
 SERVER_UID = 10001
 PROBE_PERIOD_SECONDS = 5
@@ -48,6 +50,16 @@ GRACE_MARGIN_SECONDS = 5
 # manager changed it by hand (kubectl edit/patch), so `up` restores drift instead of failing on
 # a conflict. Fields the stack does not declare (the HPA's replica count) keep their owners.
 TAKE_BACK_DECLARED_FIELDS = {"pulumi.com/patchForce": "true"}
+# How long the Kubernetes provider awaits a Deployment's rollout (its default: 10 minutes).
+AWAIT_TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
+
+
+def rollout_await_seconds(server: ServerSettings) -> int:
+    """How long `up` waits for the rollout. The provider keeps waiting past the controller's
+    ProgressDeadlineExceeded, so without this a model that never loads holds `up` for the
+    provider's 10 minutes whatever the deadline. A healthy rollout makes progress at least once
+    per deadline for each pod it replaces (at most hpaMaxReplicas), so it is never cut short."""
+    return server.progress_deadline_seconds * server.autoscaling.max_replicas
 
 
 def container_env(
@@ -218,13 +230,17 @@ class ModelServer(pulumi.ComponentResource):
         model_status = k8s.core.v1.HTTPGetActionArgs(
             path=f"/v1/models/{server.model_name}", port="http"
         )
-        # On the Deployment, not its pod template: a new model comes with a new image, which
-        # rolls the pods already.
+        # The contract on the Deployment, not its pod template: a new model comes with a new
+        # image, which rolls the pods already. The version is on the pods too (the standard
+        # label, not in the selector): `kubectl get pods -L app.kubernetes.io/version` and the
+        # metrics say which version each pod serves mid-rollout, and it changes only with the
+        # image.
         metadata = self._metadata()
         metadata.annotations = {
             **TAKE_BACK_DECLARED_FIELDS,
             MODEL_VERSION_ANNOTATION: str(args.contract.version),
             CONTRACT_ANNOTATION: args.contract.fingerprint,
+            AWAIT_TIMEOUT_ANNOTATION: str(rollout_await_seconds(server)),
         }
         return k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -233,6 +249,9 @@ class ModelServer(pulumi.ComponentResource):
                 # No replicas: the HPA owns the count. Declaring one would reset the HPA's
                 # choice on every update and show its scaling as drift.
                 revision_history_limit=5,
+                # A model that never loads stalls the rollout; the old pods keep serving and
+                # the controller marks it ProgressDeadlineExceeded (rollout_await_seconds).
+                progress_deadline_seconds=server.progress_deadline_seconds,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
@@ -240,7 +259,7 @@ class ModelServer(pulumi.ComponentResource):
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=self._labels,
+                        labels={**self._labels, VERSION_LABEL: str(args.contract.version)},
                         annotations={
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(REST_PORT),

@@ -26,7 +26,8 @@ from engine.environment import (
     ensure_local_backend,
     install_policy_analyzer,
 )
-from engine.rollback import choose, kubectl_for, pin, revisions, serving
+from engine.rollback import RollbackError, choose, kubectl_for, pin, revisions, serving
+from engine.unready_pods import unready_pod_reasons
 
 # Mandatory on every preview and up: a violation fails the operation.
 POLICY_PACKS = [str(POLICY_PACK_DIR)]
@@ -126,6 +127,20 @@ def policy_pack_configs(stack: auto.Stack, target: StackTarget) -> Iterator[list
         yield [str(path)]
 
 
+@contextlib.contextmanager
+def explain_unready_pods(stack: auto.Stack, target: StackTarget, out: Printer) -> Iterator[None]:
+    """On a failed `up`, print why the serving pods are not ready (engine/unready_pods.py)."""
+    try:
+        yield
+    except auto.CommandError:
+        with contextlib.suppress(RollbackError):  # never deployed: no pods to ask
+            namespace, deployment = serving(stack)
+            kubectl = kubectl_for(target.config_file, project_name(target.work_dir))
+            for line in unready_pod_reasons(namespace, deployment, kubectl):
+                out(line)
+        raise
+
+
 def preview(
     stack: auto.Stack, target: StackTarget, out: Printer, on_event: EventSink = None
 ) -> auto.PreviewResult:
@@ -145,7 +160,7 @@ def up(
 ) -> auto.UpResult:
     # Refresh first: without it the engine compares against its last state, not the cluster, and
     # an object edited or deleted by hand would stay that way.
-    with policy_pack_configs(stack, target) as configs:
+    with policy_pack_configs(stack, target) as configs, explain_unready_pods(stack, target, out):
         return stack.up(
             refresh=True,
             config_file=str(target.config_file),

@@ -58,6 +58,7 @@ require_binaries() {
     ((${#missing[@]} == 0)) ||
         die "missing in .bin/: ${missing[*]}. Build them first: scripts/toolchain.sh cluster"
     command -v ss >/dev/null 2>&1 || die "ss (iproute2) is needed to check the listening sockets"
+    command -v go >/dev/null 2>&1 || die "go is needed to read kwok's default stages from its module (/usr/local/go/bin?)"
 }
 
 # -c: only our configuration, never ~/.kwok/kwok.yaml.
@@ -172,6 +173,27 @@ create_cluster() {
     done
 }
 
+# kwok's default stages, as kwokctl would load them without enableCRDs (their source files in
+# the kwok module we build; a status update frequency under their delays leaves them as is).
+KWOK_DEFAULT_STAGES=(node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete)
+
+apply_default_stages() {
+    local module_dir stage files=()
+    module_dir="$(cd "$ROOT/tools/kwok" && go mod download -json sigs.k8s.io/kwok |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" ||
+        die "cannot download the kwok module (its default stages): go mod download sigs.k8s.io/kwok"
+    for stage in "${KWOK_DEFAULT_STAGES[@]}"; do
+        files+=(-f "$module_dir/kustomize/stage/$stage.yaml")
+    done
+    # The Stage CRD is installed by kwokctl; it is served a moment after the API is ready.
+    local deadline=$((SECONDS + READY_TIMEOUT_SECONDS))
+    until kube apply "${files[@]}" >/dev/null 2>"$KWOK_WORKDIR/stages.log"; do
+        ((SECONDS < deadline)) || die "cannot apply kwok's default stages: $(cat "$KWOK_WORKDIR/stages.log")"
+        sleep 0.5
+    done
+}
+
 NODE_COLUMNS='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status'
 NODE_COLUMNS+=',GPU-PRODUCT:.metadata.labels.nvidia\.com/gpu\.product,GPUS:.status.allocatable.nvidia\.com/gpu'
 NODE_COLUMNS+=',CPU:.status.allocatable.cpu,MEMORY:.status.allocatable.memory,TAINTS:.spec.taints[*].key'
@@ -240,6 +262,7 @@ start() {
     "$ROOT/scripts/docker.sh" start
     create_cluster
     check_listeners
+    apply_default_stages
     create_nodes
     log "ready in $((SECONDS - t0))s: $(server_url) (Kubernetes $(kube get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p'))"
     log "use it with: eval \"\$(scripts/cluster.sh env)\"; kubectl get nodes"

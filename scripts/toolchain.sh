@@ -9,7 +9,8 @@
 #                                   and kubectl to use it
 #   scripts/toolchain.sh lint       actionlint (the workflow checker `make lint` runs)
 #   scripts/toolchain.sh bench      ghz (the gRPC load generator `make bench` runs)
-#   scripts/toolchain.sh all        all four
+#   scripts/toolchain.sh metrics    prometheus and promtool (the rollout's analysis, the SLO rules)
+#   scripts/toolchain.sh all        all five
 #   scripts/toolchain.sh verify     report the version of every binary present in .bin/
 #   scripts/toolchain.sh NAME...    just those binaries (names as listed above)
 #
@@ -67,6 +68,8 @@ BUILDKIT_VERSION=0.34.2
 BUILDX_VERSION=0.38.2
 ACTIONLINT_VERSION=1.7.12
 GHZ_VERSION=0.120.0
+PROMETHEUS_VERSION=3.16.0            # the release, as `prometheus --version` reports it
+PROMETHEUS_MODULE_VERSION=v0.316.0   # the same release as a Go module (3.16.0 -> v0.316.0)
 for v in PULUMI_VERSION KUBERNETES_PROVIDER_VERSION DOCKER_BUILD_PROVIDER_VERSION KUBERNETES_VERSION; do
     [ -n "${!v}" ] || { err "cannot read $v (requirements.txt pins / tools/KUBERNETES_VERSION)"; exit 2; }
 done
@@ -76,6 +79,7 @@ ENGINE_TOOLS=(pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-re
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl)
 LINT_TOOLS=(actionlint)
 BENCH_TOOLS=(ghz)
+METRICS_TOOLS=(prometheus promtool)
 
 command -v go >/dev/null 2>&1 || { err "go is not on PATH (Go 1.26 is needed; /usr/local/go/bin?)"; exit 2; }
 GO_VERSION=$(go env GOVERSION)
@@ -85,11 +89,11 @@ export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 # The checksum database has no entry for several pulumi modules; each go.sum pins their hashes.
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/pulumi"
 
-# spec NAME: sets DIR (tools/ subdirectory), PKG (main package), XFLAGS (-X version flags), and
-# MOD/MODVER (the module whose version tools/DIR/go.mod must require, checked against the pins
+# spec NAME: sets DIR (tools/ subdirectory), PKG (main package), XFLAGS (-X version flags), TAGS
+# (build tags, most tools none), and MOD/MODVER (the module whose version tools/DIR/go.mod must require, checked against the pins
 # above so the version ldflags cannot drift from what is built; empty for pseudo-versions).
 spec() {
-    MOD="" MODVER="" OUT="$BIN/$1" PREPARE=""
+    MOD="" MODVER="" OUT="$BIN/$1" PREPARE="" TAGS=""
     local k8s_base="k8s.io/component-base/version" cg="k8s.io/client-go/pkg/version"
     local kv="v$KUBERNETES_VERSION" kmaj="${KUBERNETES_VERSION%%.*}" kmin
     kmin="${KUBERNETES_VERSION#*.}"; kmin="${kmin%%.*}"
@@ -137,6 +141,14 @@ spec() {
     ghz)
         DIR=ghz PKG=github.com/bojand/ghz/cmd/ghz MOD=github.com/bojand/ghz MODVER=v$GHZ_VERSION
         XFLAGS="-X main.version=$GHZ_VERSION" ;;
+    prometheus | promtool)
+        DIR=prometheus PKG="github.com/prometheus/prometheus/cmd/$1"
+        MOD=github.com/prometheus/prometheus MODVER=$PROMETHEUS_MODULE_VERSION
+        # Upstream's release tags are netgo and builtinassets (the web UI, built with npm: not
+        # needed for the HTTP API). remove_all_sd leaves static and file service discovery,
+        # all a local scrape uses, and halves the build.
+        TAGS="netgo,remove_all_sd"
+        XFLAGS="-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" ;;
     *) return 1 ;;
     esac
 }
@@ -146,6 +158,8 @@ stamp_of() { # NAME: hash of the tool's inputs
         cd "$TOOLS/$DIR" || exit 1
         find . -type f ! -name '*-embed.json' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
         printf '%s\n' "$1" "$PKG" "${BUILD_FLAGS[*]}" "$XFLAGS" "$GO_VERSION" "$(go env GOOS GOARCH)"
+        # Only when set, so the stamps of the tools without tags stay what they were.
+        [ -z "$TAGS" ] || printf 'tags %s\n' "$TAGS"
     ) | sha256sum | cut -d' ' -f1
 }
 
@@ -253,9 +267,10 @@ build_one() {
     log "$name: building $PKG in tools/$DIR (log: ${logf#"$ROOT"/}) ..."
     t0=$(date +%s)
     # /usr/bin/time, where present, adds the peak memory of the compiler/linker to the log.
-    local timer=()
+    local timer=() tags=()
     [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'peak RSS %M KB')
-    if ! (cd "$TOOLS/$DIR" && "${timer[@]}" go build "${BUILD_FLAGS[@]}" -ldflags "-s -w $XFLAGS" -o "$out.tmp" "$PKG") >>"$logf" 2>&1; then
+    [ -z "$TAGS" ] || tags=(-tags "$TAGS")
+    if ! (cd "$TOOLS/$DIR" && "${timer[@]}" go build "${BUILD_FLAGS[@]}" "${tags[@]}" -ldflags "-s -w $XFLAGS" -o "$out.tmp" "$PKG") >>"$logf" 2>&1; then
         rm -f "$out.tmp"
         secs=$(($(date +%s) - t0))
         if grep -q 'missing go.sum entry' "$logf"; then
@@ -328,7 +343,7 @@ PY
 
 verify() {
     local name v
-    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
+    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${METRICS_TOOLS[@]}"; do
         spec "$name"
         [ -e "$OUT" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
         case $name in
@@ -343,6 +358,7 @@ verify() {
         kwok | kwokctl) v=$("$BIN/$name" --version 2>&1 | head -1) ;;
         actionlint) v=$("$BIN/actionlint" -version 2>&1 | head -1) ;;
         ghz) v=$("$BIN/ghz" --version 2>&1 | head -1) ;;
+        prometheus | promtool) v=$("$OUT" --version 2>&1 | head -1) ;;
         esac
         printf '  %-30s %s\n' "$name" "$v"
     done
@@ -358,7 +374,8 @@ main() {
         cluster) targets+=("${CLUSTER_TOOLS[@]}") ;;
         lint) targets+=("${LINT_TOOLS[@]}") ;;
         bench) targets+=("${BENCH_TOOLS[@]}") ;;
-        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
+        metrics) targets+=("${METRICS_TOOLS[@]}") ;;
+        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${METRICS_TOOLS[@]}") ;;
         verify) verify; return 0 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed 's/^# \{0,1\}//;$d'; return 0 ;;
         *) targets+=("$a") ;;

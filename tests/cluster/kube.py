@@ -47,6 +47,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "CustomResourceDefinition": ("customresourcedefinitions", False),
     "ServiceMonitor": ("servicemonitors", True),
     "PodMonitoring": ("podmonitorings", True),
+    "Stage": ("stages", False),
 }
 
 T = TypeVar("T")

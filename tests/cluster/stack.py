@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,83 @@ def warning_events(client: KubeClient, namespace: str) -> list[str]:
         f"{e['involvedObject']['kind']}/{e['involvedObject']['name']} {e['reason']}: {e['message']}"
         for e in events(client, namespace, type="Warning")
     ]
+
+
+# What the kubelet reports of a server whose model cannot load: its model-status endpoint (the
+# startup probe) answers 503 until the probe gives up.
+STARTUP_PROBE_FAILED = "Startup probe failed: HTTP probe failed with statuscode: 503"
+
+
+@contextlib.contextmanager
+def pods_never_ready(client: KubeClient, namespace: str, labels: dict[str, str]) -> Iterator[None]:
+    """While the block runs, kwok's simulated kubelets start the pods of `namespace` that carry
+    `labels` and never make them ready, with the kubelet's Warning event, as the pods of a model
+    that fails to load. Simulated pods run nothing, so a test says which pods fail this way."""
+    name = f"never-ready-{namespace}"
+    stage = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.namespace", "operator": "In", "values": [namespace]},
+                    *(
+                        {"key": f'.metadata.labels["{k}"]', "operator": "In", "values": [v]}
+                        for k, v in labels.items()
+                    ),
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                ]
+            },
+            # kwok's pod-ready stage matches these pods too; stages are drawn by weight, and
+            # pod-ready has none.
+            "weight": 10000,
+            "next": {
+                "event": {
+                    "type": "Warning",
+                    "reason": "Unhealthy",
+                    "message": STARTUP_PROBE_FAILED,
+                },
+                "statusTemplate": _NEVER_READY_STATUS,
+            },
+        },
+    }
+    created = client.create(stage)
+    assert created.status == 201, f"Stage {name}: {created.status} {created.message}"
+    try:
+        yield
+    finally:
+        client.delete(resource_path("kwok.x-k8s.io/v1alpha1", "Stage", name=name))
+
+
+# Running, the container started but not ready (as kwok's own templates write a status).
+_NEVER_READY_STATUS = """\
+{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  started: false
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""

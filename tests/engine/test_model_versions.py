@@ -27,7 +27,14 @@ from model_contract.diff import fingerprint
 from model_contract.saved_model import read_signatures
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path
-from tests.cluster.stack import rolled_out
+from tests.cluster.stack import (
+    STARTUP_PROBE_FAILED,
+    condition,
+    pods,
+    pods_never_ready,
+    rolled_out,
+    running_and_ready,
+)
 from tests.engine.conftest import (
     PROJECT,
     EngineStack,
@@ -182,6 +189,62 @@ def test_rollback_to_a_version_the_cluster_never_ran_names_what_it_keeps(
     assert "no revision matches '7'; the cluster keeps:" in rollback.stderr
     assert "(model version 1)" in rollback.stderr and "(model version 2)" in rollback.stderr
     assert "Traceback" not in rollback.stdout + rollback.stderr
+
+
+def test_a_version_that_never_loads_fails_up_at_its_deadline_and_rollback_returns_to_health(
+    cluster: Cluster, versions_stack: EngineStack, model_repository: Path, tmp_path: Path
+) -> None:
+    # Version 3: version 2's graph and signatures (the preview reads a valid contract) with its
+    # weights cut short, so no server can load it.
+    broken = model_repository / "3"
+    shutil.copytree(model_repository / "2", broken)
+    weights = broken / "variables" / "variables.data-00000-of-00001"
+    weights.write_bytes(weights.read_bytes()[:64])
+    serving_2 = versions_stack.outputs()[stack_outputs.IMAGE_REF]
+    selector = "app.kubernetes.io/name=model-server"
+    serving_pods = {
+        p["metadata"]["name"] for p in pods(cluster.client, versions_stack.namespace, selector)
+    }
+    try:
+        with (
+            pods_never_ready(
+                cluster.client, versions_stack.namespace, {"app.kubernetes.io/version": "3"}
+            ),
+            versions_stack.configured(
+                modelVersion="3", startupTimeoutSeconds=10, progressDeadlineSeconds=20
+            ),
+        ):
+            up = versions_stack.cli("up")
+            output = up.stdout + up.stderr
+            assert up.returncode == 1, output
+            name = versions_stack.outputs()[stack_outputs.DEPLOYMENT_NAME]
+            assert f"{versions_stack.namespace}/{name}" in output, output
+            assert "ProgressDeadlineExceeded" in output, output
+            assert STARTUP_PROBE_FAILED in output, output
+            assert "Traceback" not in output
+            # Zero unavailable: the old pods never left and still serve.
+            deployment = _deployment(cluster, versions_stack)
+            assert condition(deployment, "Progressing")["reason"] == "ProgressDeadlineExceeded"
+            assert deployment["status"].get("unavailableReplicas", 0) == 0, deployment["status"]
+            still = {
+                p["metadata"]["name"]: p
+                for p in pods(cluster.client, versions_stack.namespace, selector)
+            }
+            assert serving_pods <= set(still)
+            assert all(running_and_ready(still[n]) for n in serving_pods)
+
+            rollback = versions_stack.cli("rollback")
+            assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+            assert "(model version 2)" in rollback.stdout, rollback.stdout
+            assert rolled_out(_deployment(cluster, versions_stack))
+            assert _pod_images(cluster, versions_stack) == {serving_2}
+            drift = versions_stack.cli("drift", "--report", str(tmp_path / "drift.json"))
+            assert drift.returncode == 0, drift.stdout + drift.stderr
+    finally:
+        shutil.rmtree(broken)
+    # Roll-forward again from version 2 (the base config): the image it serves already.
+    versions_stack.run("up")
+    assert versions_stack.outputs()[stack_outputs.IMAGE_REF] == serving_2
 
 
 def test_another_model_in_place_breaks_a_production_stack_unless_it_accepts_that_break(

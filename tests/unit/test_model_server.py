@@ -105,6 +105,16 @@ def test_probes_are_sized_for_model_load_and_read_the_model_status(mocks: StackM
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
+def test_a_rollout_that_never_becomes_ready_fails_at_the_stacks_deadline(
+    mocks: StackMocks,
+) -> None:
+    serve(startupTimeoutSeconds=60, progressDeadlineSeconds=90, hpaMaxReplicas=2)
+    deployment = mocks.one("kubernetes:apps/v1:Deployment").inputs
+    assert deployment["spec"]["progressDeadlineSeconds"] == 90
+    # The provider gives up one deadline per pod the rollout may replace, not at its own 10 min.
+    assert deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == "180"
+
+
 def strategy(mocks: StackMocks) -> dict[str, int]:
     rolling: dict[str, int] = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["strategy"][
         "rollingUpdate"
@@ -451,8 +461,13 @@ def test_the_contract_is_declared_in_a_config_map_and_on_the_deployment(
     assert annotations["gpu-model-serving/model-version"] == str(contract.version)
     assert annotations["gpu-model-serving/model-contract"] == contract.fingerprint
     # Not on the pod template: a new contract comes with a new image, which rolls the pods.
-    template = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
-    assert "gpu-model-serving/model-version" not in template["metadata"]["annotations"]
+    spec = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]
+    assert "gpu-model-serving/model-contract" not in spec["template"]["metadata"]["annotations"]
+    # The version is, as Kubernetes' recommended label, and stays out of the immutable selector.
+    assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == str(
+        contract.version
+    )
+    assert "app.kubernetes.io/version" not in spec["selector"]["matchLabels"]
 
 
 def test_an_accepted_breaking_contract_is_annotated_for_the_policy(mocks: StackMocks) -> None:

@@ -38,6 +38,10 @@ def test_dev_stack_settings_are_the_local_default() -> None:
         2,
     )
     assert loaded.server.resources.memory_limit == Quantity("1Gi", Fraction(1024**3))
+    assert (
+        loaded.server.metrics.slo.max_error_ratio,
+        loaded.server.metrics.slo.max_p99_latency_ms,
+    ) == (0.01, 500)
 
 
 def test_prod_stack_settings_are_gke_with_l4_and_tensorflow_serving() -> None:
@@ -77,7 +81,6 @@ def test_malformed_quantities_do_not_parse(text: str) -> None:
 RULES = [
     ("hpaMinReplicas", 0, "hpaMinReplicas = 0: must be ≥ 1"),
     ("hpaMinReplicas", "three", 'hpaMinReplicas = "three": must be an integer'),
-    ("hpaMinReplicas", 0, "hpaMinReplicas = 0: must be ≥ 1"),
     ("hpaMaxReplicas", 0, "hpaMaxReplicas = 0: must be ≥ 1"),
     ("hpaTargetCpuUtilization", 0, "hpaTargetCpuUtilization = 0: must be ≥ 1"),
     ("hpaTargetCpuUtilization", 101, "hpaTargetCpuUtilization = 101: must be ≤ 100"),
@@ -117,6 +120,12 @@ RULES = [
     ("modelName", "digits_v2", "must be a DNS label"),
     ("pdbMaxUnavailable", 0, "pdbMaxUnavailable = 0: must be ≥ 1"),
     ("startupTimeoutSeconds", 5, "startupTimeoutSeconds = 5: must be ≥ 10"),
+    ("progressDeadlineSeconds", 7201, "progressDeadlineSeconds = 7201: must be ≤ 7200"),
+    ("sloMaxErrorRatio", "1%", 'sloMaxErrorRatio = "1%": must be a number such as 0.01'),
+    ("sloMaxErrorRatio", "0", "sloMaxErrorRatio = 0.0: must be between 0 and 1"),
+    ("sloMaxErrorRatio", "1", "sloMaxErrorRatio = 1.0: must be between 0 and 1"),
+    ("sloMaxErrorRatio", "nan", "sloMaxErrorRatio = nan: must be between 0 and 1"),
+    ("sloMaxP99LatencyMs", 0, "sloMaxP99LatencyMs = 0: must be ≥ 1"),
     ("preStopSleepSeconds", -1, "preStopSleepSeconds = -1: must be ≥ 0"),
     ("shutdownTimeoutSeconds", 601, "shutdownTimeoutSeconds = 601: must be ≤ 600"),
     ("maxBatchSize", 0, "maxBatchSize = 0: must be ≥ 1"),
@@ -160,6 +169,12 @@ CROSS_RULES = [
         "dev",
         {"hpaMinReplicas": 3, "hpaMaxReplicas": 2},
         "hpaMinReplicas = 3: must be ≤ hpaMaxReplicas (2)",
+    ),
+    (
+        "dev",
+        {"startupTimeoutSeconds": 300, "progressDeadlineSeconds": 300},
+        "progressDeadlineSeconds = 300: must be > startupTimeoutSeconds (300), with room for "
+        "the image pull",
     ),
     (
         "dev",
@@ -379,7 +394,9 @@ def test_random_malformed_configs_yield_clear_errors_never_a_traceback(
         event("rejected")
         assert error.problems
         for problem in error.problems:
-            assert re.match(rf"^{PROJECT}:[A-Za-z]+( = .*: .+| is not set: .+)$", problem, re.S)
+            assert re.match(
+                rf"^{PROJECT}:[A-Za-z][A-Za-z0-9]*( = .*: .+| is not set: .+)$", problem, re.S
+            )
             assert "Traceback" not in problem
     else:
         # Accepted: every value was one the rules allow, so the whole program runs with it.
