@@ -158,12 +158,20 @@ test-image: venv base-image ## Builds the image, runs it, predicts over HTTP; TF
 test-cluster: venv schemas cluster ## The declared objects admitted and scheduled by a real control plane
 	$(VENV)/bin/pytest -m cluster tests/cluster
 
+.PHONY: toolchain-metrics
+toolchain-metrics: ## Build prometheus and promtool from Go modules
+	scripts/toolchain.sh metrics
+
+.PHONY: test-metrics
+test-metrics: venv toolchain-metrics ## Metrics layer: promtool checks and evaluates the SLO alert rules
+	$(VENV)/bin/pytest tests/metrics
+
 .PHONY: test-engine
 test-engine: venv toolchain base-image buildkit cluster ## Engine layer: preview, up, no-op, change, drift, destroy
 	$(VENV)/bin/pytest -m engine tests/engine
 
 .PHONY: test
-test: lint test-unit test-model test-image test-cluster test-engine ## Everything CI runs
+test: lint test-unit test-model test-metrics test-image test-cluster test-engine ## Everything CI runs
 
 .PHONY: kserve-venv
 kserve-venv: ## The KServe peer's virtualenv (bench/.venv-kserve), for make bench

@@ -98,6 +98,7 @@ pulumi.export(stack_outputs.NAMESPACE, settings.kubernetes.namespace)
 pulumi.export(stack_outputs.DEPLOYMENT_NAME, server.deployment_name)
 pulumi.export(stack_outputs.SERVICE_NAME, server.service_name)
 pulumi.export(stack_outputs.PREDICT_URL, server.predict_url)
+pulumi.export(stack_outputs.SLO_ALERT_RULES, yaml.safe_dump(server.slo_rules, sort_keys=False))
 if server.adapter_rules is not None:
     # YAML, to paste under the prometheus-adapter config's `rules:` key.
     pulumi.export(

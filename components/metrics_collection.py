@@ -11,10 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from settings import MetricsCollector
+from settings import MetricsCollector, SloSettings
 
 METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's; the Python runtime serves it too
 REQUEST_COUNT_SERIES = ":tensorflow:serving:request_count"
+REQUEST_LATENCY_SERIES = ":tensorflow:serving:request_latency"  # a histogram, in microseconds
+# The statuses that spend the servers' error budget. A client's INVALID_ARGUMENT or NOT_FOUND
+# is the client's error: counting it would page the model's owners for a caller's bug.
+SERVER_ERROR_STATUSES = ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN", "DATA_LOSS")
+# The SLO alerts judge five minutes of traffic and fire when it lasts two more, so one slow
+# scrape or a single bad minute does not page anyone.
+SLO_WINDOW = "5m"
+SLO_FOR = "2m"
 # The window the adapter takes the rate over: four scrapes at the longest usual interval, so a
 # missed scrape does not drop the metric.
 RATE_WINDOW = "2m"
@@ -81,3 +89,55 @@ def prometheus_adapter_rules(
             ),
         }
     ]
+
+
+def slo_alert_rules(
+    namespace: str, model_name: str, deployment: str, slo: SloSettings
+) -> dict[str, Any]:
+    """A Prometheus rule file (`groups:`) with the servers' SLO alerts: the error ratio and the
+    p99 latency from the servers' own request series, and no available replica from
+    kube-state-metrics. Filtered by namespace and model, as the adapter rule is."""
+    model = f'namespace="{namespace}",model_name="{model_name}"'
+    errors = f'{model},status=~"{"|".join(SERVER_ERROR_STATUSES)}"'
+    labels = {"severity": "page", "namespace": namespace, "model_name": model_name}
+
+    def alert(name: str, expr: str, summary: str) -> dict[str, Any]:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": SLO_FOR,
+            "labels": labels,
+            "annotations": {"summary": summary},
+        }
+
+    return {
+        "groups": [
+            {
+                "name": f"{namespace}-{model_name}-slo",
+                "rules": [
+                    alert(
+                        "ModelServerErrorBudgetBurn",
+                        f"sum(rate({REQUEST_COUNT_SERIES}{{{errors}}}[{SLO_WINDOW}]))"
+                        f" / sum(rate({REQUEST_COUNT_SERIES}{{{model}}}[{SLO_WINDOW}]))"
+                        f" > {slo.max_error_ratio}",
+                        f"{model_name} in {namespace}: server errors above "
+                        f"{slo.max_error_ratio:.2%} of requests",
+                    ),
+                    alert(
+                        "ModelServerLatencyP99High",
+                        "histogram_quantile(0.99, sum by (le) ("
+                        f"rate({REQUEST_LATENCY_SERIES}_bucket{{{model}}}[{SLO_WINDOW}])))"
+                        f" / 1000 > {slo.max_p99_latency_ms}",
+                        f"{model_name} in {namespace}: p99 latency above "
+                        f"{slo.max_p99_latency_ms} ms",
+                    ),
+                    alert(
+                        "ModelServerNoAvailableReplica",
+                        "kube_deployment_status_replicas_available"
+                        f'{{namespace="{namespace}",deployment="{deployment}"}} < 1',
+                        f"{model_name} in {namespace}: no replica of {deployment} available",
+                    ),
+                ],
+            }
+        ]
+    }

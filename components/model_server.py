@@ -19,6 +19,7 @@ from components.metrics_collection import (
     monitor_kind,
     monitor_spec,
     prometheus_adapter_rules,
+    slo_alert_rules,
 )
 from components.runtime_profiles import (
     GRPC_PORT,
@@ -124,6 +125,8 @@ class ModelServer(pulumi.ComponentResource):
     """In-cluster URL of the predict endpoint."""
     adapter_rules: list[dict[str, Any]] | None
     """prometheus-adapter rules serving the HPA's request rate (customMetricsAdapter)."""
+    slo_rules: dict[str, Any]
+    """The SLO alerts as a Prometheus rule file (metrics_collection.slo_alert_rules)."""
 
     def __init__(
         self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None
@@ -167,6 +170,9 @@ class ModelServer(pulumi.ComponentResource):
             )
             if server.metrics.custom_metrics_adapter == "prometheus-adapter"
             else None
+        )
+        self.slo_rules = slo_alert_rules(
+            args.namespace, server.model_name, self._object_name, server.metrics.slo
         )
 
         self.deployment_name = deployment.metadata.name

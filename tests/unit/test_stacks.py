@@ -71,6 +71,11 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     (metric,) = objects["HorizontalPodAutoscaler"]["spec"]["metrics"]
     assert metric["pods"]["metric"]["name"] == rule["name"]["as"]
     assert rule["seriesQuery"].startswith(':tensorflow:serving:request_count{namespace="')
+    # The SLO alerts judge this stack's Deployment, in its namespace.
+    (group,) = yaml.safe_load(outputs[stack_outputs.SLO_ALERT_RULES])["groups"]
+    no_replica = group["rules"][-1]
+    assert no_replica["alert"] == "ModelServerNoAvailableReplica"
+    assert f'deployment="{deployment["metadata"]["name"]}"' in no_replica["expr"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == "gpu-pool"
     assert {"name": "MODEL_NAME", "value": "digits"} in pod["containers"][0]["env"]
