@@ -23,14 +23,16 @@ SERVER_ERROR_STATUSES = ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOW
 # scrape or a single bad minute does not page anyone.
 SLO_WINDOW = "5m"
 SLO_FOR = "2m"
+SLO_EVALUATION_INTERVAL = "30s"  # a group field both rule CRDs take (managed rules require it)
 # The window the adapter takes the rate over: four scrapes at the longest usual interval, so a
 # missed scrape does not drop the metric.
 RATE_WINDOW = "2m"
 
 
 @dataclass(frozen=True)
-class MonitorKind:
-    """The custom resource a collector discovers scrape targets by."""
+class CollectorKind:
+    """A custom resource of the collector's: what it discovers scrape targets or alert rules
+    by."""
 
     api_version: str
     kind: str
@@ -38,21 +40,28 @@ class MonitorKind:
     """The CustomResourceDefinition the collector installs, which must exist."""
 
 
-def monitor_kind(collector: MetricsCollector) -> MonitorKind | None:
+@dataclass(frozen=True)
+class CollectorKinds:
+    monitor: CollectorKind
+    rules: CollectorKind
+
+
+def collector_kinds(collector: MetricsCollector) -> CollectorKinds | None:
     match collector:
         case "none":
             return None
         case "prometheus-operator":
-            return MonitorKind(
-                "monitoring.coreos.com/v1",
-                "ServiceMonitor",
-                "servicemonitors.monitoring.coreos.com",
+            group = "monitoring.coreos.com"
+            return CollectorKinds(
+                CollectorKind(f"{group}/v1", "ServiceMonitor", f"servicemonitors.{group}"),
+                CollectorKind(f"{group}/v1", "PrometheusRule", f"prometheusrules.{group}"),
             )
         case "gke-managed-prometheus":
-            return MonitorKind(
-                "monitoring.googleapis.com/v1",
-                "PodMonitoring",
-                "podmonitorings.monitoring.googleapis.com",
+            group = "monitoring.googleapis.com"
+            return CollectorKinds(
+                CollectorKind(f"{group}/v1", "PodMonitoring", f"podmonitorings.{group}"),
+                # Namespaced: managed rule evaluation scopes it to the stack's namespace.
+                CollectorKind(f"{group}/v1", "Rules", f"rules.{group}"),
             )
         case _:
             assert_never(collector)
@@ -94,7 +103,8 @@ def prometheus_adapter_rules(
 def slo_alert_rules(
     namespace: str, model_name: str, deployment: str, slo: SloSettings
 ) -> dict[str, Any]:
-    """A Prometheus rule file (`groups:`) with the servers' SLO alerts: the error ratio and the
+    """A Prometheus rule file (`groups:`, also the spec of a PrometheusRule or a managed Rules)
+    with the servers' SLO alerts: the error ratio and the
     p99 latency from the servers' own request series, and no available replica from
     kube-state-metrics. Filtered by namespace and model, as the adapter rule is."""
     model = f'namespace="{namespace}",model_name="{model_name}"'
@@ -114,6 +124,7 @@ def slo_alert_rules(
         "groups": [
             {
                 "name": f"{namespace}-{model_name}-slo",
+                "interval": SLO_EVALUATION_INTERVAL,
                 "rules": [
                     alert(
                         "ModelServerErrorBudgetBurn",

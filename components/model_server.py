@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from components.gpu_pools import Scheduling
 from components.metrics_collection import (
     METRICS_PATH,
-    monitor_kind,
+    collector_kinds,
     monitor_spec,
     prometheus_adapter_rules,
     slo_alert_rules,
@@ -163,16 +163,16 @@ class ModelServer(pulumi.ComponentResource):
         self._autoscaler(name, server, deployment, child)
         self._disruption_budget(name, server, child)
         self._network_policy(name, server, child)
-        self._monitor(name, server, args.cluster_reachable, child)
+        self.slo_rules = slo_alert_rules(
+            args.namespace, server.model_name, self._object_name, server.metrics.slo
+        )
+        self._collector_objects(name, server, args.cluster_reachable, child)
         self.adapter_rules = (
             prometheus_adapter_rules(
                 args.namespace, server.model_name, server.autoscaling.requests_metric_name
             )
             if server.metrics.custom_metrics_adapter == "prometheus-adapter"
             else None
-        )
-        self.slo_rules = slo_alert_rules(
-            args.namespace, server.model_name, self._object_name, server.metrics.slo
         )
 
         self.deployment_name = deployment.metadata.name
@@ -601,37 +601,49 @@ class ModelServer(pulumi.ComponentResource):
             opts=opts,
         )
 
-    def _monitor(
+    def _collector_objects(
         self,
         name: str,
         server: ServerSettings,
         cluster_reachable: bool,
         opts: pulumi.ResourceOptions,
-    ) -> k8s.apiextensions.CustomResource | None:
+    ) -> None:
         """The ServiceMonitor or PodMonitoring that points the cluster's collector at the
-        servers."""
+        servers, and the PrometheusRule or Rules that alerts on their SLO."""
         metrics = server.metrics
-        kind = monitor_kind(metrics.collector)
-        if kind is None:
-            return None
-        if cluster_reachable:
-            # The provider skips a custom resource whose kind the cluster lacks in preview and
-            # fails only at `up`, half-way through. Reading the CRD fails the preview instead,
-            # naming it.
-            crd = k8s.apiextensions.v1.CustomResourceDefinition.get(
-                f"{name}-monitor-crd", kind.crd_name, opts=pulumi.ResourceOptions(parent=self)
-            )
-            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[crd]))
-        return k8s.apiextensions.CustomResource(
-            f"{name}-monitor",
-            api_version=kind.api_version,
-            kind=kind.kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=self._object_name,
-                namespace=self._namespace,
-                labels={**self._labels, **metrics.monitor_labels},
-                annotations=TAKE_BACK_DECLARED_FIELDS,
+        kinds = collector_kinds(metrics.collector)
+        if kinds is None:
+            return
+        for suffix, kind, spec in (
+            (
+                "monitor",
+                kinds.monitor,
+                monitor_spec(self._labels, "http", metrics.scrape_interval_seconds),
             ),
-            spec=monitor_spec(self._labels, "http", metrics.scrape_interval_seconds),
-            opts=opts,
-        )
+            ("slo-rules", kinds.rules, self.slo_rules),
+        ):
+            object_opts = opts
+            if cluster_reachable:
+                # The provider skips a custom resource whose kind the cluster lacks in preview
+                # and fails only at `up`, half-way through. Reading the CRD fails the preview
+                # instead, naming it.
+                crd = k8s.apiextensions.v1.CustomResourceDefinition.get(
+                    f"{name}-{suffix}-crd", kind.crd_name, opts=pulumi.ResourceOptions(parent=self)
+                )
+                object_opts = pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(depends_on=[crd])
+                )
+            k8s.apiextensions.CustomResource(
+                f"{name}-{suffix}",
+                api_version=kind.api_version,
+                kind=kind.kind,
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=self._object_name,
+                    namespace=self._namespace,
+                    # Prometheus selects rules by label as it selects monitors.
+                    labels={**self._labels, **metrics.monitor_labels},
+                    annotations=TAKE_BACK_DECLARED_FIELDS,
+                ),
+                spec=spec,
+                opts=object_opts,
+            )

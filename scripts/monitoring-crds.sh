@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies the CustomResourceDefinitions of the monitor objects the stack may declare
 # (metricsCollector) out of their projects' Go modules into .state/crds/: the schemas the unit
-# tests validate ServiceMonitor and PodMonitoring against, and the CRDs the cluster tests
+# tests validate ServiceMonitor, PodMonitoring and their rule kinds against, and the CRDs the cluster tests
 # install. The Go module proxy is the only place here that serves them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,9 @@ source scripts/lib.sh
 # module@version and the CRD file inside it; both versions are ones the proxy serves.
 CRDS=(
   "github.com/prometheus-operator/prometheus-operator@v0.85.0 example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+  "github.com/prometheus-operator/prometheus-operator@v0.85.0 example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
   "github.com/GoogleCloudPlatform/prometheus-engine@v0.13.0 charts/operator/crds/monitoring.googleapis.com_podmonitorings.yaml"
+  "github.com/GoogleCloudPlatform/prometheus-engine@v0.13.0 charts/operator/crds/monitoring.googleapis.com_rules.yaml"
 )
 dest=".state/crds"
 stamp="${dest}/.complete-$(printf '%s\n' "${CRDS[@]}" | sha256sum | cut -c1-16)"

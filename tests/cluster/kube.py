@@ -47,6 +47,8 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "CustomResourceDefinition": ("customresourcedefinitions", False),
     "ServiceMonitor": ("servicemonitors", True),
     "PodMonitoring": ("podmonitorings", True),
+    "PrometheusRule": ("prometheusrules", True),
+    "Rules": ("rules", True),
     "Stage": ("stages", False),
 }
 

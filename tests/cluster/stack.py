@@ -31,6 +31,8 @@ APPLY_ORDER = (
     "NetworkPolicy",
     "ServiceMonitor",
     "PodMonitoring",
+    "PrometheusRule",
+    "Rules",
 )
 
 

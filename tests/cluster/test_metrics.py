@@ -1,5 +1,6 @@
-"""The monitor objects (metricsCollector), admitted by a real API server that has their
-projects' CRDs (scripts/monitoring-crds.sh): nothing pruned, nothing warned about."""
+"""The collector's objects (metricsCollector: the monitor and the SLO rules), admitted by a
+real API server that has their projects' CRDs (scripts/monitoring-crds.sh): nothing pruned,
+nothing warned about."""
 
 from __future__ import annotations
 
@@ -18,16 +19,19 @@ from tests.cluster.stack import condition, declared_objects, delete_namespace
 pytestmark = pytest.mark.cluster
 
 CRD_DIR = Path(__file__).resolve().parents[2] / ".state" / "crds"
-COLLECTORS = {"ServiceMonitor": "prometheus-operator", "PodMonitoring": "gke-managed-prometheus"}
+# Each collector's monitor kind and rule kind.
+COLLECTORS = {
+    "prometheus-operator": ("ServiceMonitor", "PrometheusRule"),
+    "gke-managed-prometheus": ("PodMonitoring", "Rules"),
+}
 # Only what the monitor needs around it: its namespace, and the Service it may select.
 APPLIED_KINDS = ("Namespace", "Service", "NetworkPolicy")
 
 
 def _crds() -> list[dict[str, Any]]:
     crds = [yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))]
-    assert {crd["spec"]["names"]["kind"] for crd in crds} == set(COLLECTORS), (
-        f"{CRD_DIR}: run `make schemas`"
-    )
+    kinds = {kind for pair in COLLECTORS.values() for kind in pair}
+    assert {crd["spec"]["names"]["kind"] for crd in crds} == kinds, f"{CRD_DIR}: run `make schemas`"
     return crds
 
 
@@ -57,31 +61,36 @@ def monitor_crds(cluster: Cluster) -> Iterator[KubeClient]:
             client.delete(object_path(crd))
 
 
-@pytest.mark.parametrize("kind", sorted(COLLECTORS))
-def test_the_monitor_is_admitted_whole_by_its_crd(monitor_crds: KubeClient, kind: str) -> None:
+@pytest.mark.parametrize("collector", sorted(COLLECTORS))
+def test_the_monitor_and_the_slo_rules_are_admitted_whole_by_their_crds(
+    monitor_crds: KubeClient, collector: str
+) -> None:
     client = monitor_crds
-    namespace = f"metrics-{kind.lower()}"
+    namespace = f"metrics-{collector}"
     objects = {
         o["kind"]: o
         for o in declared_objects(
             namespace=namespace,
-            metricsCollector=COLLECTORS[kind],
+            metricsCollector=collector,
             metricsScrapeNamespaces=["monitoring"],
             metricsMonitorLabels={"release": "kube-prometheus-stack"},
         )
     }
-    monitor = objects[kind]
+    monitor_kind, rules_kind = COLLECTORS[collector]
     try:
         for applied in APPLIED_KINDS:
             assert client.apply(objects[applied]).status in (200, 201), applied
-        response = client.apply(monitor, strict=True)
-        assert response.status == 201, response.message
-        assert response.warnings == (), response.warnings
-        # The API server prunes fields its schema does not know: what it kept is all of it.
-        stored = client.get(object_path(monitor))
-        assert stored["spec"] == monitor["spec"]
-        assert monitor["metadata"]["labels"].items() <= stored["metadata"]["labels"].items()
+        for kind in (monitor_kind, rules_kind):
+            declared = objects[kind]
+            response = client.apply(declared, strict=True)
+            assert response.status == 201, (kind, response.message)
+            assert response.warnings == (), response.warnings
+            # The API server prunes fields its schema does not know: what it kept is all of it.
+            stored = client.get(object_path(declared))
+            assert stored["spec"] == declared["spec"], kind
+            assert declared["metadata"]["labels"].items() <= stored["metadata"]["labels"].items()
         # ... and strict validation refuses a field the CRD does not know.
+        monitor = objects[monitor_kind]
         misspelt = {**monitor, "spec": {**monitor["spec"], "endpoint": []}}
         refused = client.apply(misspelt, strict=True)
         assert refused.status >= 400, refused

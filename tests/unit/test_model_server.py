@@ -316,14 +316,14 @@ def test_hpa_can_scale_on_a_per_pod_request_rate(mocks: StackMocks) -> None:
 
 
 @pytest.mark.parametrize(
-    ("collector", "api_version", "kind"),
+    ("collector", "api_version", "kind", "rules_kind"),
     [
-        ("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
-        ("gke-managed-prometheus", "monitoring.googleapis.com/v1", "PodMonitoring"),
+        ("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor", "PrometheusRule"),
+        ("gke-managed-prometheus", "monitoring.googleapis.com/v1", "PodMonitoring", "Rules"),
     ],
 )
 def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metrics_only(
-    mocks: StackMocks, collector: str, api_version: str, kind: str
+    mocks: StackMocks, collector: str, api_version: str, kind: str, rules_kind: str
 ) -> None:
     """SRE review defect 5: ingress admitted only the serving namespace and listed ones, so a
     Prometheus in a monitoring namespace could not scrape, and nothing told it to."""
@@ -334,12 +334,26 @@ def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metric
         metricsScrapeIntervalSeconds=30,
     )
     monitor = mocks.one(f"kubernetes:{api_version}:{kind}").inputs
-    # The CRD is read, not declared: a cluster without it fails the preview, not `up`.
-    (crd,) = [c for c in mocks.created if c.read_id is not None]
-    assert crd.type == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
-    assert crd.read_id == f"{kind.lower()}s.{api_version.split('/', maxsplit=1)[0]}"
+    rules = mocks.one(f"kubernetes:{api_version}:{rules_kind}").inputs
+    # The CRDs are read, not declared: a cluster without one fails the preview, not `up`.
+    group = api_version.split("/", maxsplit=1)[0]
+    crds = [c for c in mocks.created if c.read_id is not None]
+    assert {c.type for c in crds} == {"kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"}
+    assert {c.read_id for c in crds} == {
+        f"{kind.lower()}s.{group}",
+        f"{rules_kind.lower().removesuffix('s')}s.{group}",  # rules, prometheusrules
+    }
     labels = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["selector"]["matchLabels"]
     assert monitor["metadata"]["labels"] == {**labels, "release": "kube-prometheus-stack"}
+    # The SLO alerts beside it, selected by the same labels; its spec is the rule file.
+    assert rules["metadata"]["labels"] == monitor["metadata"]["labels"]
+    assert rules["metadata"]["namespace"] == "model-serving"
+    (slo,) = rules["spec"]["groups"]
+    assert [r["alert"] for r in slo["rules"]] == [
+        "ModelServerErrorBudgetBurn",
+        "ModelServerLatencyP99High",
+        "ModelServerNoAvailableReplica",
+    ]
     assert monitor["metadata"]["namespace"] == "model-serving"
     assert monitor["spec"] == {
         "selector": {"matchLabels": labels},

@@ -62,7 +62,7 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     assert node_pool["nodeConfig"]["guestAccelerators"][0]["type"] == "nvidia-l4"
     objects = objects_by_kind(mocks)
     # Managed collection finds the servers through a PodMonitoring (SRE review defect 5).
-    assert set(objects) == SERVING_KINDS | {"PodMonitoring"}
+    assert set(objects) == SERVING_KINDS | {"PodMonitoring", "Rules"}
     deployment = objects["Deployment"]
     assert "replicas" not in deployment["spec"]
     assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
@@ -153,25 +153,27 @@ def test_the_schema_check_rejects_a_misspelt_or_mistyped_field() -> None:
 
 
 @pytest.mark.parametrize(
-    ("api_version", "kind"),
+    ("collector", "api_version"),
     [
-        ("monitoring.coreos.com/v1", "ServiceMonitor"),
-        ("monitoring.googleapis.com/v1", "PodMonitoring"),
+        ("prometheus-operator", "monitoring.coreos.com/v1"),
+        ("gke-managed-prometheus", "monitoring.googleapis.com/v1"),
     ],
 )
-def test_monitors_validate_against_their_projects_crds(
-    mocks: StackMocks, api_version: str, kind: str
+def test_collector_objects_validate_against_their_projects_crds(
+    mocks: StackMocks, collector: str, api_version: str
 ) -> None:
-    """The monitor objects are checked against the CRDs their collectors install, and that
-    check would catch a mistake."""
-    collector = {"ServiceMonitor": "prometheus-operator", "PodMonitoring": "gke-managed-prometheus"}
-    run_stack("dev", metricsCollector=collector[kind], metricsScrapeNamespaces=["monitoring"])
-    (monitor,) = [o for o in mocks.kubernetes_objects() if o["kind"] == kind]
-    assert monitor["apiVersion"] == api_version
+    """The monitor and the SLO rules are checked against the CRDs their collectors install,
+    and that check would catch a mistake."""
+    run_stack("dev", metricsCollector=collector, metricsScrapeNamespaces=["monitoring"])
+    monitor, rules = [o for o in mocks.kubernetes_objects() if o["apiVersion"] == api_version]
     assert validation_errors(monitor) == []
+    assert validation_errors(rules) == []
     misspelt = {**monitor, "spec": {**monitor["spec"], "endpoint": monitor["spec"]["endpoints"]}}
     del misspelt["spec"]["endpoints"]
     assert any("endpoint" in e for e in validation_errors(misspelt))
+    (group,) = rules["spec"]["groups"]
+    unnamed = {**rules, "spec": {"groups": [{k: v for k, v in group.items() if k != "name"}]}}
+    assert any("name" in e for e in validation_errors(unnamed))
 
 
 def test_the_build_ca_bundle_from_the_environment_becomes_a_build_secret(
