@@ -66,7 +66,8 @@ kwokctl() { "$BIN/kwokctl" -c "$KWOKCTL_CONFIG" --name "$CLUSTER_NAME" "$@"; }
 kube() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
 # A PID that is running (a zombie is not), else failure.
-alive() { [[ -r "/proc/$1/stat" ]] && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+# Numeric first: "/proc//stat" is /proc/stat, which would make an empty pid look alive.
+alive() { [[ "$1" =~ ^[0-9]+$ ]] && [[ -r "/proc/$1/stat" ]] && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
 
 # "NAME PID" for each component whose pid file names a live process.
 component_pids() {
@@ -223,7 +224,8 @@ create_nodes() {
 wait_gone() {
     local name pid entry left=() deadline
     local -a all=()
-    while read -r name pid; do all+=("$name:$pid"); done
+    # An empty input is one empty line from a here-string: no process to wait for.
+    while read -r name pid; do [[ -n "$pid" ]] && all+=("$name:$pid"); done
     ((${#all[@]})) || return 0
     deadline=$((SECONDS + STOP_TIMEOUT_SECONDS))
     while :; do

@@ -200,6 +200,9 @@ def test_a_version_that_never_loads_fails_up_at_its_deadline_and_rollback_return
     shutil.copytree(model_repository / "2", broken)
     weights = broken / "variables" / "variables.data-00000-of-00001"
     weights.write_bytes(weights.read_bytes()[:64])
+    # From version 2, whatever the tests before left running (they may be deselected).
+    _set_config(versions_stack, modelVersion="2")
+    versions_stack.run("up")
     serving_2 = versions_stack.outputs()[stack_outputs.IMAGE_REF]
     selector = "app.kubernetes.io/name=model-server"
     serving_pods = {
@@ -222,10 +225,12 @@ def test_a_version_that_never_loads_fails_up_at_its_deadline_and_rollback_return
             assert "ProgressDeadlineExceeded" in output, output
             assert STARTUP_PROBE_FAILED in output, output
             assert "Traceback" not in output
-            # Zero unavailable: the old pods never left and still serve.
+            # As many available as the HPA asks for: the old pods never left and still serve
+            # (the stuck new pod counts as unavailable in the status, so that field cannot say).
             deployment = _deployment(cluster, versions_stack)
             assert condition(deployment, "Progressing")["reason"] == "ProgressDeadlineExceeded"
-            assert deployment["status"].get("unavailableReplicas", 0) == 0, deployment["status"]
+            status = deployment["status"]
+            assert status.get("availableReplicas", 0) >= deployment["spec"]["replicas"], status
             still = {
                 p["metadata"]["name"]: p
                 for p in pods(cluster.client, versions_stack.namespace, selector)
@@ -235,7 +240,8 @@ def test_a_version_that_never_loads_fails_up_at_its_deadline_and_rollback_return
 
             rollback = versions_stack.cli("rollback")
             assert rollback.returncode == 0, rollback.stdout + rollback.stderr
-            assert "(model version 2)" in rollback.stdout, rollback.stdout
+            (chosen,) = [x for x in rollback.stdout.splitlines() if x.startswith("rollback: to ")]
+            assert "(model version 2)" in chosen, rollback.stdout
             assert rolled_out(_deployment(cluster, versions_stack))
             assert _pod_images(cluster, versions_stack) == {serving_2}
             drift = versions_stack.cli("drift", "--report", str(tmp_path / "drift.json"))
