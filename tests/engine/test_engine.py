@@ -19,6 +19,7 @@ import yaml
 from pulumi import automation as auto
 
 import stack_outputs
+from components.model_server import AWAIT_TIMEOUT_ANNOTATION
 from engine import driver
 from engine.environment import REPO
 from engine.preview_record import UNKNOWN, preview_record
@@ -144,7 +145,8 @@ def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
     cluster: Cluster, engine_stack: EngineStack, deployed: dict[str, Any]
 ) -> None:
     # With up to 3 pods on the 3 GPU nodes a surge pod would not fit at full scale, so the
-    # rollout strategy changes with the HPA's bound, and nothing else does.
+    # rollout strategy changes with the HPA's bound, and so does how long `up` awaits a
+    # rollout (one progress deadline per pod it may replace); nothing else does.
     with engine_stack.configured(hpaMaxReplicas=3):
         _, events = engine_stack.run("preview")
         steps = planned_steps(events)
@@ -152,6 +154,7 @@ def test_a_config_change_previews_as_an_update_of_exactly_what_it_changes(
         diffs = {step.type: set(step.detailed_diff or {}) for step in steps}
         assert diffs[HPA] == {"spec.maxReplicas"}
         assert diffs[DEPLOYMENT] == {
+            f'metadata.annotations["{AWAIT_TIMEOUT_ANNOTATION}"]',
             "spec.strategy.rollingUpdate.maxSurge",
             "spec.strategy.rollingUpdate.maxUnavailable",
         }
