@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pulumi
 
@@ -144,6 +144,46 @@ class Reader:
             self.problem(key, number, "must be between 0 and 1, such as 0.01 for 1 %")
         return number
 
+    def number(self, key: str, minimum: float, maximum: float) -> float:
+        """A decimal number in [minimum, maximum], written as a string (Pulumi's project config
+        has no number type but integer)."""
+        value = self._raw(key)
+        if value is None:
+            return minimum
+        try:
+            number = float(value.strip())
+        except ValueError:
+            self.problem(key, value, "must be a number such as 2.0")
+            return minimum
+        if not minimum <= number <= maximum:  # NaN and infinities too
+            self.problem(key, number, f"must be between {minimum} and {maximum}")
+        return number
+
+    def _list(self, key: str, is_item: Callable[[object], bool], kind: str) -> tuple[Any, ...]:
+        """A JSON list whose every item passes `is_item`, or () with a problem."""
+        value = self._raw(key)
+        if value is None:
+            return ()
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(is_item(i) for i in items):
+            self.problem(key, value, f"must be a list of {kind}")
+            return ()
+        return tuple(items)
+
+    def integers(self, key: str, minimum: int, maximum: int) -> tuple[int, ...]:
+        """A list of integers, each in [minimum, maximum]."""
+        # bool is an int to Python, not to whoever wrote `true` in a stack file.
+        items = self._list(
+            key, lambda i: isinstance(i, int) and not isinstance(i, bool), "integers"
+        )
+        for item in items:
+            if not minimum <= item <= maximum:
+                self.problem(key, item, f"must be between {minimum} and {maximum}")
+        return items
+
     def boolean(self, key: str) -> bool:
         value = self._raw(key)
         if value is None:
@@ -155,20 +195,11 @@ class Reader:
     def strings(
         self, key: str, check: Callable[[str], bool] | None = None, rule: str = ""
     ) -> tuple[str, ...]:
-        value = self._raw(key)
-        if value is None:
-            return ()
-        try:
-            items = json.loads(value)
-        except json.JSONDecodeError:
-            items = None
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            self.problem(key, value, "must be a list of strings")
-            return ()
+        items = self._list(key, lambda i: isinstance(i, str), "strings")
         for item in items:
             if check is not None and not check(item):
                 self.problem(key, item, rule)
-        return tuple(items)
+        return items
 
     def labels(self, key: str) -> dict[str, str]:
         """A map of Kubernetes label keys to label values."""

@@ -153,6 +153,23 @@ class SloSettings:
 
 
 @dataclass(frozen=True)
+class RolloutSettings:
+    """How `make rollout` walks a canary to all traffic, and what it judges each step by: the
+    canary's own request series against the bounds and against stable's."""
+
+    steps: tuple[int, ...]
+    """The canary's share of traffic at each step, in percent, rising to 100."""
+    analysis_window_seconds: int
+    """How long each step runs before it is judged, and the range its queries cover."""
+    min_requests: int
+    """Fewer canary requests in the window than this: no verdict, and nothing promoted."""
+    max_error_ratio: float
+    max_p99_latency_ms: int
+    max_p99_latency_ratio: float
+    """Canary p99 over stable p99 above which the canary is worse, whatever the bound."""
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     """Who scrapes the server's metrics, and what turns them into the HPA's request rate."""
 
@@ -201,6 +218,7 @@ class Settings:
     gpu_pool: GpuPoolSettings
     server: ServerSettings
     model: ModelSettings
+    rollout: RolloutSettings
 
 
 def load_settings(config: pulumi.Config | None = None) -> Settings:
@@ -212,13 +230,19 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     gpu_pool = read_gpu_pool(reader)
     server = _server(reader, runtime)
     model = _model(reader, server.model_name)
+    rollout = _rollout(reader, server.metrics)
     _check_across(reader, gpu_pool, server)
     _check_serving_processes(reader, image, server)
     if reader.problems:
         raise ConfigError(reader.problems)
     assert model is not None  # a None model always comes with a problem
     return Settings(
-        kubernetes=kubernetes, image=image, gpu_pool=gpu_pool, server=server, model=model
+        kubernetes=kubernetes,
+        image=image,
+        gpu_pool=gpu_pool,
+        server=server,
+        model=model,
+        rollout=rollout,
     )
 
 
@@ -468,6 +492,30 @@ def _check_serving_processes(r: Reader, image: ImageSettings, server: ServerSett
             processes,
             f"must be ≤ cpuLimit in whole cores ({cores}): a process keeps about one core busy",
         )
+
+
+def _rollout(r: Reader, metrics: MetricsSettings) -> RolloutSettings:
+    rollout = RolloutSettings(
+        steps=r.integers("canarySteps", minimum=1, maximum=100),
+        analysis_window_seconds=r.integer("canaryAnalysisWindowSeconds", minimum=10, maximum=3600),
+        min_requests=r.integer("canaryMinRequests", minimum=1),
+        max_error_ratio=r.fraction("canaryMaxErrorRatio"),
+        max_p99_latency_ms=r.integer("canaryMaxP99LatencyMs", minimum=1, maximum=600_000),
+        # Below one bucket of TF Serving's latency histogram (a factor 1.8) a ratio is noise.
+        max_p99_latency_ratio=r.number("canaryMaxP99LatencyRatio", minimum=1.8, maximum=100),
+    )
+    steps = list(rollout.steps)
+    if not steps or steps[-1] != 100 or steps != sorted(set(steps)):
+        r.problem("canarySteps", steps, "must rise strictly and end at 100, such as [10, 50, 100]")
+    # A rate needs two scrapes inside its range, and one missed scrape must not void a step.
+    if rollout.analysis_window_seconds < 2 * metrics.scrape_interval_seconds:
+        r.problem(
+            "canaryAnalysisWindowSeconds",
+            rollout.analysis_window_seconds,
+            f"must be ≥ 2 times metricsScrapeIntervalSeconds ({metrics.scrape_interval_seconds}): "
+            "each step's rates need two scrapes",
+        )
+    return rollout
 
 
 def _check_across(r: Reader, pool: GpuPoolSettings, server: ServerSettings) -> None:

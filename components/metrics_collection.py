@@ -24,6 +24,16 @@ SERVER_ERROR_STATUSES = ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOW
 SLO_WINDOW = "5m"
 SLO_FOR = "2m"
 SLO_EVALUATION_INTERVAL = "30s"  # a group field both rule CRDs take (managed rules require it)
+# The target label that says which Deployment a series comes from while a canary runs
+# (`make rollout`): the canary's or stable's.
+TRACK_LABEL = "track"
+CANARY_TRACK = "canary"
+STABLE_TRACK = "stable"
+# The APIs a model's latency is judged on: a status or metadata call takes no model time.
+MODEL_CALL_APIS = "(?i)(predict|classify|regress|multiinference)"
+# Two buckets of TF Serving's latency histogram (a factor 1.8 each): a difference the
+# histogram cannot blur.
+CANARY_ALERT_LATENCY_RATIO = 3.24
 # The window the adapter takes the rate over: four scrapes at the longest usual interval, so a
 # missed scrape does not drop the metric.
 RATE_WINDOW = "2m"
@@ -100,6 +110,37 @@ def prometheus_adapter_rules(
     ]
 
 
+def model_matchers(namespace: str, model_name: str, track: str | None = None) -> str:
+    """PromQL label matchers for one stack's model, or for one track of it."""
+    matchers = f'namespace="{namespace}",model_name="{model_name}"'
+    return matchers if track is None else f'{matchers},{TRACK_LABEL}="{track}"'
+
+
+def request_count(matchers: str, window: str) -> str:
+    """PromQL: requests to the model that `matchers` selects, over `window`."""
+    return f"sum(increase({REQUEST_COUNT_SERIES}{{{matchers}}}[{window}]))"
+
+
+def server_error_ratio(matchers: str, window: str) -> str:
+    """PromQL: server errors (SERVER_ERROR_STATUSES) per request over `window`. A server that
+    never failed has no error series at all: that is a ratio of 0, not no data."""
+    errors = f'{matchers},status=~"{"|".join(SERVER_ERROR_STATUSES)}"'
+    return (
+        f"(sum(rate({REQUEST_COUNT_SERIES}{{{errors}}}[{window}])) or vector(0))"
+        f" / sum(rate({REQUEST_COUNT_SERIES}{{{matchers}}}[{window}]))"
+    )
+
+
+def p99_latency_ms(matchers: str, window: str) -> str:
+    """PromQL: the 99th percentile of model calls' time over `window`, in milliseconds (the
+    histogram is in microseconds)."""
+    calls = f'{matchers},API=~"{MODEL_CALL_APIS}"'
+    return (
+        "histogram_quantile(0.99, sum by (le) ("
+        f"rate({REQUEST_LATENCY_SERIES}_bucket{{{calls}}}[{window}]))) / 1000"
+    )
+
+
 def slo_alert_rules(
     namespace: str, model_name: str, deployment: str, slo: SloSettings
 ) -> dict[str, Any]:
@@ -107,8 +148,9 @@ def slo_alert_rules(
     with the servers' SLO alerts: the error ratio and the
     p99 latency from the servers' own request series, and no available replica from
     kube-state-metrics. Filtered by namespace and model, as the adapter rule is."""
-    model = f'namespace="{namespace}",model_name="{model_name}"'
-    errors = f'{model},status=~"{"|".join(SERVER_ERROR_STATUSES)}"'
+    model = model_matchers(namespace, model_name)
+    canary = model_matchers(namespace, model_name, CANARY_TRACK)
+    stable = model_matchers(namespace, model_name, STABLE_TRACK)
     labels = {"severity": "page", "namespace": namespace, "model_name": model_name}
 
     def alert(name: str, expr: str, summary: str) -> dict[str, Any]:
@@ -128,17 +170,13 @@ def slo_alert_rules(
                 "rules": [
                     alert(
                         "ModelServerErrorBudgetBurn",
-                        f"sum(rate({REQUEST_COUNT_SERIES}{{{errors}}}[{SLO_WINDOW}]))"
-                        f" / sum(rate({REQUEST_COUNT_SERIES}{{{model}}}[{SLO_WINDOW}]))"
-                        f" > {slo.max_error_ratio}",
+                        f"{server_error_ratio(model, SLO_WINDOW)} > {slo.max_error_ratio}",
                         f"{model_name} in {namespace}: server errors above "
                         f"{slo.max_error_ratio:.2%} of requests",
                     ),
                     alert(
                         "ModelServerLatencyP99High",
-                        "histogram_quantile(0.99, sum by (le) ("
-                        f"rate({REQUEST_LATENCY_SERIES}_bucket{{{model}}}[{SLO_WINDOW}])))"
-                        f" / 1000 > {slo.max_p99_latency_ms}",
+                        f"{p99_latency_ms(model, SLO_WINDOW)} > {slo.max_p99_latency_ms}",
                         f"{model_name} in {namespace}: p99 latency above "
                         f"{slo.max_p99_latency_ms} ms",
                     ),
@@ -147,6 +185,17 @@ def slo_alert_rules(
                         "kube_deployment_status_replicas_available"
                         f'{{namespace="{namespace}",deployment="{deployment}"}} < 1',
                         f"{model_name} in {namespace}: no replica of {deployment} available",
+                    ),
+                    # A canary left running (a rollout cut short) pages when it serves
+                    # worse than stable: its errors beyond stable's by more than the budget,
+                    # or its p99 latency two histogram buckets or more above stable's.
+                    alert(
+                        "ModelServerCanaryWorseThanStable",
+                        f"({server_error_ratio(canary, SLO_WINDOW)})"
+                        f" - ({server_error_ratio(stable, SLO_WINDOW)}) > {slo.max_error_ratio}"
+                        f" or ({p99_latency_ms(canary, SLO_WINDOW)})"
+                        f" > {CANARY_ALERT_LATENCY_RATIO} * ({p99_latency_ms(stable, SLO_WINDOW)})",
+                        f"{model_name} in {namespace}: the canary serves worse than stable",
                     ),
                 ],
             }

@@ -26,21 +26,26 @@ SUMMARIES = {
     "ModelServerErrorBudgetBurn": "digits in serving: server errors above 1.00% of requests",
     "ModelServerLatencyP99High": "digits in serving: p99 latency above 500 ms",
     "ModelServerNoAvailableReplica": "digits in serving: no replica of digits-server available",
+    "ModelServerCanaryWorseThanStable": "digits in serving: the canary serves worse than stable",
 }
 
 
-def requests(status: str, per_minute: int, namespace: str = NAMESPACE) -> dict[str, str]:
+def requests(
+    status: str, per_minute: int, namespace: str = NAMESPACE, track: str = "stable"
+) -> dict[str, str]:
     return {
         "series": f':tensorflow:serving:request_count{{namespace="{namespace}",'
-        f'model_name="{MODEL}",status="{status}"}}',
+        f'model_name="{MODEL}",status="{status}",track="{track}"}}',
         "values": f"0+{per_minute}x20",
     }
 
 
-def latency(le: str, per_minute: int) -> dict[str, str]:
+def latency(
+    le: str, per_minute: int, track: str = "stable", api: str = "predict"
+) -> dict[str, str]:
     return {
         "series": f':tensorflow:serving:request_latency_bucket{{namespace="{NAMESPACE}",'
-        f'model_name="{MODEL}",API="predict",entrypoint="REST",le="{le}"}}',
+        f'model_name="{MODEL}",API="{api}",entrypoint="REST",le="{le}",track="{track}"}}',
         "values": f"0+{per_minute}x20",
     }
 
@@ -53,9 +58,20 @@ def available(replicas: int) -> dict[str, str]:
     }
 
 
-# Microseconds: every request under 100 ms, or every one between 100 ms and 1 s.
-FAST = [latency("100000", 100), latency("1e+06", 100), latency("+Inf", 100)]
-SLOW = [latency("100000", 0), latency("1e+06", 100), latency("+Inf", 100)]
+def fast(
+    track: str = "stable", api: str = "predict", per_minute: int = 100
+) -> list[dict[str, str]]:
+    """Every request under 100 ms (the buckets in microseconds)."""
+    return [latency(le, per_minute, track, api) for le in ("100000", "1e+06", "+Inf")]
+
+
+def slow(track: str = "stable") -> list[dict[str, str]]:
+    """Every request between 100 ms and 1 s."""
+    return [latency("100000", 0, track), latency("1e+06", 100, track), latency("+Inf", 100, track)]
+
+
+FAST, SLOW = fast(), slow()
+CANARY_ERRORS = [requests("OK", 950, track="canary"), requests("INTERNAL", 50, track="canary")]
 
 CASES: list[tuple[str, list[dict[str, str]], str, dict[str, str] | None]] = [
     ("5% INTERNAL burns the budget", [requests("OK", 950), requests("INTERNAL", 50)],
@@ -74,6 +90,17 @@ CASES: list[tuple[str, list[dict[str, str]], str, dict[str, str] | None]] = [
     ("no available replica", [available(0)], "ModelServerNoAvailableReplica",
      {**PAGE, "deployment": DEPLOYMENT}),
     ("one available replica", [available(1)], "ModelServerNoAvailableReplica", None),
+    ("status calls are not the model's latency", [*SLOW, *fast(api="status", per_minute=100_000)],
+     "ModelServerLatencyP99High", PAGE),
+    ("a canary with 5% errors beside a clean stable",
+     [*CANARY_ERRORS, requests("OK", 1000)], "ModelServerCanaryWorseThanStable", PAGE),
+    ("errors on both tracks are not the canary's",
+     [*CANARY_ERRORS, requests("OK", 950), requests("INTERNAL", 50)],
+     "ModelServerCanaryWorseThanStable", None),
+    ("a canary ten times slower than stable", [*slow("canary"), *fast("stable")],
+     "ModelServerCanaryWorseThanStable", PAGE),
+    ("a canary as fast as stable", [*fast("canary"), *fast("stable")],
+     "ModelServerCanaryWorseThanStable", None),
 ]  # fmt: skip
 
 
@@ -94,7 +121,9 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_rule_file_is_valid_prometheus(rule_file: Path) -> None:
     checked = promtool("check", "rules", str(rule_file))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 3 rules found" in checked.stdout, checked.stdout
+    declared = sum(len(g["rules"]) for g in yaml.safe_load(rule_file.read_text())["groups"])
+    assert declared == len(SUMMARIES)
+    assert f"SUCCESS: {declared} rules found" in checked.stdout, checked.stdout
 
 
 @pytest.mark.parametrize(

@@ -353,6 +353,7 @@ def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metric
         "ModelServerErrorBudgetBurn",
         "ModelServerLatencyP99High",
         "ModelServerNoAvailableReplica",
+        "ModelServerCanaryWorseThanStable",
     ]
     assert monitor["metadata"]["namespace"] == "model-serving"
     assert monitor["spec"] == {

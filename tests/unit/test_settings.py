@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from components.gpu_pools.gke import GkePool
-from settings import INFERENCE_ENGINES, RUNTIME_LIMITS, ConfigError, Quantity, load_settings
+from settings import (
+    INFERENCE_ENGINES,
+    RUNTIME_LIMITS,
+    ConfigError,
+    Quantity,
+    RolloutSettings,
+    load_settings,
+)
 from tests.unit.harness import PROJECT, ROOT, run_stack, settings_for, stack_config
 
 DECLARED = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
@@ -42,6 +49,14 @@ def test_dev_stack_settings_are_the_local_default() -> None:
         loaded.server.metrics.slo.max_error_ratio,
         loaded.server.metrics.slo.max_p99_latency_ms,
     ) == (0.01, 500)
+    assert loaded.rollout == RolloutSettings(
+        steps=(10, 50, 100),
+        analysis_window_seconds=60,
+        min_requests=100,
+        max_error_ratio=0.01,
+        max_p99_latency_ms=500,
+        max_p99_latency_ratio=2.0,
+    )
 
 
 def test_prod_stack_settings_are_gke_with_l4_and_tensorflow_serving() -> None:
@@ -126,6 +141,21 @@ RULES = [
     ("sloMaxErrorRatio", "1", "sloMaxErrorRatio = 1.0: must be between 0 and 1"),
     ("sloMaxErrorRatio", "nan", "sloMaxErrorRatio = nan: must be between 0 and 1"),
     ("sloMaxP99LatencyMs", 0, "sloMaxP99LatencyMs = 0: must be ≥ 1"),
+    ("canarySteps", [10, 50], "canarySteps = [10, 50]: must rise strictly and end at 100"),
+    ("canarySteps", [50, 10, 100], "must rise strictly and end at 100, such as [10, 50, 100]"),
+    ("canarySteps", [10, 10, 100], "must rise strictly and end at 100"),
+    ("canarySteps", [], "canarySteps = []: must rise strictly and end at 100"),
+    ("canarySteps", [0, 100], "canarySteps = 0: must be between 1 and 100"),
+    ("canarySteps", [10, 101], "canarySteps = 101: must be between 1 and 100"),
+    ("canarySteps", ["10", 100], "must be a list of integers"),
+    ("canarySteps", [True, 100], "must be a list of integers"),
+    ("canaryAnalysisWindowSeconds", 5, "canaryAnalysisWindowSeconds = 5: must be ≥ 10"),
+    ("canaryMinRequests", 0, "canaryMinRequests = 0: must be ≥ 1"),
+    ("canaryMaxErrorRatio", "0", "canaryMaxErrorRatio = 0.0: must be between 0 and 1"),
+    ("canaryMaxP99LatencyMs", 0, "canaryMaxP99LatencyMs = 0: must be ≥ 1"),
+    ("canaryMaxP99LatencyRatio", "1.5", "canaryMaxP99LatencyRatio = 1.5: must be between 1.8"),
+    ("canaryMaxP99LatencyRatio", "twice", 'canaryMaxP99LatencyRatio = "twice": must be a number'),
+    ("canaryMaxP99LatencyRatio", "inf", "canaryMaxP99LatencyRatio = inf: must be between 1.8"),
     ("preStopSleepSeconds", -1, "preStopSleepSeconds = -1: must be ≥ 0"),
     ("shutdownTimeoutSeconds", 601, "shutdownTimeoutSeconds = 601: must be ≤ 600"),
     ("maxBatchSize", 0, "maxBatchSize = 0: must be ≥ 1"),
@@ -257,6 +287,11 @@ CROSS_RULES = [
         "dev",
         {"metricsCollector": "prometheus-operator"},
         "metricsScrapeNamespaces = []: must name the namespace prometheus-operator scrapes from",
+    ),
+    (
+        "dev",
+        {"canaryAnalysisWindowSeconds": 20, "metricsScrapeIntervalSeconds": 15},
+        "canaryAnalysisWindowSeconds = 20: must be ≥ 2 times metricsScrapeIntervalSeconds (15)",
     ),
 ]
 

@@ -73,8 +73,7 @@ def test_prod_stack_creates_a_gke_l4_pool_and_tensorflow_serving_with_three_repl
     assert rule["seriesQuery"].startswith(':tensorflow:serving:request_count{namespace="')
     # The SLO alerts judge this stack's Deployment, in its namespace.
     (group,) = yaml.safe_load(outputs[stack_outputs.SLO_ALERT_RULES])["groups"]
-    no_replica = group["rules"][-1]
-    assert no_replica["alert"] == "ModelServerNoAvailableReplica"
+    (no_replica,) = [r for r in group["rules"] if r["alert"] == "ModelServerNoAvailableReplica"]
     assert f'deployment="{deployment["metadata"]["name"]}"' in no_replica["expr"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == "gpu-pool"
