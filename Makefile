@@ -163,7 +163,7 @@ toolchain-metrics: ## Build prometheus and promtool from Go modules
 	scripts/toolchain.sh metrics
 
 .PHONY: test-metrics
-test-metrics: venv toolchain-metrics ## Metrics layer: promtool checks and evaluates the SLO alert rules
+test-metrics: venv model-venv toolchain-metrics ## Metrics layer: promtool evaluates the SLO alert rules; a real Prometheus judges canaries on real servers
 	$(VENV)/bin/pytest tests/metrics
 
 .PHONY: test-engine
