@@ -42,7 +42,7 @@ model-venv: ## Create the model's virtualenv (model/.venv: TensorFlow, server, t
 .PHONY: schemas
 schemas: ## Copy the official Kubernetes OpenAPI documents and the monitor CRDs of the pinned versions
 	KUBERNETES_VERSION=$(KUBERNETES_VERSION) scripts/k8s-openapi.sh
-	scripts/monitoring-crds.sh
+	scripts/crds.sh
 
 .PHONY: setup
 setup: venv model-venv schemas ## Everything the unit and model tests need

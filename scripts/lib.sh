@@ -18,6 +18,22 @@ go_module_dir() {
         python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
 }
 
+# Fetches a Go module version's zip from the module proxy (GOPROXY's first entry) into $3 and
+# dies unless its sha256 is $2. Go's escaping applies: an upper-case letter is "!" and its lower case.
+go_module_zip() {
+    local module="$1" sha256="$2" target="$3" proxy path version escaped
+    proxy="$(go env GOPROXY)"
+    proxy="${proxy%%,*}"
+    path="${module%@*}"
+    version="${module#*@}"
+    escaped="$(printf '%s' "$path" | sed -E 's/([A-Z])/!\L\1/g')"
+    curl --fail --silent --show-error --location -o "$target.part" "${proxy}/${escaped}/@v/${version}.zip" ||
+        die "${module}: the module proxy did not serve its zip"
+    echo "${sha256}  ${target}.part" | sha256sum --check --quiet - ||
+        die "${module}: the zip's sha256 is not the pinned ${sha256}"
+    mv "$target.part" "$target"
+}
+
 # Sets `force` from the scripts' one optional argument, --force; anything else is a usage error.
 parse_force_flag() {
     force=0

@@ -2,7 +2,7 @@
 
 The documents come from the k8s.io/kubernetes module of the pinned version
 (scripts/k8s-openapi.sh); custom resources are checked against their projects' CRDs
-(scripts/monitoring-crds.sh). Validation is strict, like the API server's
+(scripts/crds.sh). Validation is strict, like the API server's
 `fieldValidation=Strict`: a field the schema does not know is an error, so a typo fails.
 """
 
