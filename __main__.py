@@ -10,8 +10,8 @@ import stack_outputs
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.kubernetes_provider import kubernetes_provider
 from components.model_image import ModelImage, ModelImageArgs
-from components.model_server import ModelServer, ModelServerArgs
-from settings import ConfigError, load_settings
+from components.model_server import CanaryArgs, ModelServer, ModelServerArgs
+from settings import ConfigError, Slot, load_settings, other_slot
 
 # A property of the machine running the build (a TLS-intercepting proxy), not of the stack,
 # so it comes from the environment: the path of a PEM bundle the image build should trust.
@@ -50,25 +50,38 @@ def model_context(version_dir: Path) -> str:
     )
 
 
-model = settings.model
-image_ref: pulumi.Input[str]
-image_digest: pulumi.Input[str]
-if model.pinned_image is None:
-    image = ModelImage(
-        "model-image",
+def slot_image(slot: Slot, version_dir: Path, version: int) -> ModelImage:
+    """The image of one fixed slot (a keeps the URN the single image always had): an image
+    stays with its slot, so a promotion that flips the slots' roles rebuilds nothing."""
+    return ModelImage(
+        "model-image" if slot == "a" else "model-image-b",
         ModelImageArgs(
             image=settings.image,
             context_dir="model",
             model_name=settings.server.model_name,
-            model_version=model.contract.version,
-            model_dir=model_context(model.version_dir),
+            model_version=version,
+            model_dir=model_context(version_dir),
             ca_bundle=build_ca_bundle(),
         ),
     )
+
+
+model = settings.model
+image_ref: pulumi.Input[str]
+image_digest: pulumi.Input[str]
+if model.pinned_image is None:
+    image = slot_image(model.stable_slot, model.version_dir, model.contract.version)
     image_ref, image_digest = image.image_ref, image.digest
 else:
     # Rolled back (servingImage): an image the registry already holds, and no build.
     image_ref, image_digest = model.pinned_image, model.pinned_image.rpartition("@")[2]
+canary: CanaryArgs | None = None
+if model.canary is not None:
+    canary_image = slot_image(
+        other_slot(model.stable_slot), model.canary.version_dir, model.canary.contract.version
+    )
+    canary = CanaryArgs(canary_image.image_ref, model.canary.contract, model.canary.weight)
+    pulumi.export(stack_outputs.CANARY_IMAGE_REF, canary_image.image_ref)
 gpu_pool = GpuNodePool(
     "gpu-pool", GpuNodePoolArgs(pool=settings.gpu_pool, kubernetes_provider=provider)
 )
@@ -84,6 +97,8 @@ server = ModelServer(
         cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
         contract=model.contract,
         accept_breaking_contract=model.accept_breaking,
+        stable_slot=model.stable_slot,
+        canary=canary,
     ),
     # Pods only schedule once the pool exists.
     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[gpu_pool]),
@@ -97,6 +112,8 @@ pulumi.export(stack_outputs.GPU_POOL_NAME, gpu_pool.pool_name)
 pulumi.export(stack_outputs.NAMESPACE, settings.kubernetes.namespace)
 pulumi.export(stack_outputs.DEPLOYMENT_NAME, server.deployment_name)
 pulumi.export(stack_outputs.SERVICE_NAME, server.service_name)
+if server.canary_deployment_name is not None:
+    pulumi.export(stack_outputs.CANARY_DEPLOYMENT_NAME, server.canary_deployment_name)
 pulumi.export(stack_outputs.PREDICT_URL, server.predict_url)
 pulumi.export(stack_outputs.SLO_ALERT_RULES, yaml.safe_dump(server.slo_rules, sort_keys=False))
 if server.adapter_rules is not None:

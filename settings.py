@@ -63,6 +63,9 @@ _PLATFORM = re.compile(r"^linux/(?:amd64|arm64)$")
 _BUILDER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _SIGNATURE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{16}$")
+_GATEWAY_NAME = re.compile(
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
 # Relative model paths are the project's (where Pulumi.yaml is), whatever the working directory.
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -104,6 +107,24 @@ class ImageSettings:
         return f"{self.registry}/{self.repository}"
 
 
+Slot = Literal["a", "b"]
+SLOTS: tuple[Slot, ...] = ("a", "b")
+
+
+def other_slot(slot: Slot) -> Slot:
+    return "b" if slot == "a" else "a"
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    """A second model version served beside stable, in the slot stable is not in."""
+
+    version_dir: Path
+    contract: Contract
+    weight: int
+    """The share of traffic asked for, in percent (canaryWeight)."""
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """The SavedModel version the stack serves, and the contract read from it."""
@@ -117,6 +138,9 @@ class ModelSettings:
     """The fingerprint of a breaking contract this stack accepts (modelContractAcceptBreaking)."""
     pinned_image: str | None
     """An image already built, pinned by digest, served instead of a build (make rollback)."""
+    stable_slot: Slot = "a"
+    """The fixed Deployment stable runs in; a promotion flips it (stableSlot)."""
+    canary: CanarySettings | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,12 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class GatewayRef:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """The Kubernetes objects that serve the model."""
 
@@ -209,6 +239,8 @@ class ServerSettings:
     allowed_ingress_cidrs: tuple[str, ...]
     allowed_egress_cidrs: tuple[str, ...]
     metrics: MetricsSettings
+    gateway: GatewayRef | None = None
+    """The Gateway whose HTTPRoute splits traffic by weight (gatewayName); None: by replicas."""
 
 
 @dataclass(frozen=True)
@@ -367,14 +399,24 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
             "allowedEgressCidrs", is_cidr, "must be a CIDR such as 10.0.0.0/8"
         ),
         metrics=_metrics(r),
+        gateway=_gateway(r),
     )
 
 
+def _gateway(r: Reader) -> GatewayRef | None:
+    text = r.optional_text(
+        "gatewayName", _GATEWAY_NAME, "must be the Gateway's namespace/name, both DNS labels"
+    )
+    if text is None or not _GATEWAY_NAME.match(text):
+        return None
+    namespace, name = text.split("/")
+    return GatewayRef(namespace, name)
+
+
 def _model(r: Reader, model_name: str) -> ModelSettings | None:
-    """The served version's signatures, read at preview: a model the stack cannot serve is a
+    """The served versions' signatures, read at preview: a model the stack cannot serve is a
     config error naming the key and the path, not a rollout that never becomes ready."""
     path = r.text("modelPath")
-    version_text = r.text("modelVersion")
     signature = r.text("signatureName", _SIGNATURE_NAME, "must be a signature name")
     accept_breaking = r.optional_text(
         "modelContractAcceptBreaking",
@@ -385,49 +427,88 @@ def _model(r: Reader, model_name: str) -> ModelSettings | None:
     pinned_image = r.optional_text(
         "servingImage", DIGEST_PINNED_IMAGE, "must be an image pinned by digest, repo@sha256:..."
     )
-    version: int | None = None
-    if version_text:
-        if not version_text.isdigit():
-            r.problem(
-                "modelVersion", version_text, "must be a version number, or empty for the highest"
-            )
-            return None
-        version = int(version_text)
+    stable_slot = r.choice("stableSlot", SLOTS)
+    weight = r.integer("canaryWeight", minimum=1, maximum=99)
     base = Path(path) if Path(path).is_absolute() else PROJECT_DIR / path
     try:
         found = versions(base)
     except ModelRepositoryError as error:
         r.problem("modelPath", path, str(error))
         return None
-    served = max(found) if version is None else version
-    if served not in found:
-        present = ", ".join(map(str, found))
-        r.problem(
-            "modelVersion", version_text, f"is not a version under {base} (it has: {present})"
-        )
+    repository = _Repository(path, base, found, signature, model_name)
+    stable = _served_version(r, "modelVersion", repository)
+    canary = _served_version(r, "canaryModelVersion", repository)
+    if stable is None:
         return None
-    directory = found[served]
+    if canary is not None and canary[1].version == stable[1].version:
+        r.problem(
+            "canaryModelVersion",
+            canary[1].version,
+            f"is the version stable serves (modelVersion {stable[1].version}): a canary is "
+            "another version",
+        )
+    return ModelSettings(
+        path=path,
+        version_dir=stable[0],
+        contract=stable[1],
+        accept_breaking=accept_breaking,
+        pinned_image=pinned_image,
+        stable_slot=stable_slot,
+        canary=None if canary is None else CanarySettings(canary[0], canary[1], weight),
+    )
+
+
+@dataclass(frozen=True)
+class _Repository:
+    """modelPath read: where a version key's version is looked up, and what it must offer."""
+
+    path: str
+    base: Path
+    found: Mapping[int, Path]
+    signature: str
+    model_name: str
+
+
+def _served_version(r: Reader, key: str, repo: _Repository) -> tuple[Path, Contract] | None:
+    """The version `key` names (modelVersion: empty is the highest; canaryModelVersion: empty
+    is none), its directory and its contract; None, with the problem recorded, if it cannot be
+    served."""
+    text = r.text(key)
+    is_canary = key != "modelVersion"
+    if not text:
+        if is_canary:
+            return None
+        served = max(repo.found)
+    elif not text.isdigit():
+        empty = "no canary" if is_canary else "the highest"
+        r.problem(key, text, f"must be a version number, or empty for {empty}")
+        return None
+    else:
+        served = int(text)
+    if served not in repo.found:
+        present = ", ".join(map(str, repo.found))
+        r.problem(key, text, f"is not a version under {repo.base} (it has: {present})")
+        return None
+    directory = repo.found[served]
     try:
         signatures = read_signatures(directory / "saved_model.pb")
     except SavedModelError as error:
-        r.problem("modelPath", path, str(error))
+        r.problem("modelPath", repo.path, str(error))
         return None
     if not signatures:
-        r.problem("modelPath", path, f"{directory / 'saved_model.pb'} has no signature to serve")
-        return None
-    if signature not in signatures:
-        present = ", ".join(signatures)
         r.problem(
-            "signatureName", signature, f"is not a signature of {directory} (it has: {present})"
+            "modelPath", repo.path, f"{directory / 'saved_model.pb'} has no signature to serve"
         )
         return None
-    return ModelSettings(
-        path=path,
-        version_dir=directory,
-        contract=Contract(model_name, served, signature, signatures),
-        accept_breaking=accept_breaking,
-        pinned_image=pinned_image,
-    )
+    if repo.signature not in signatures:
+        present = ", ".join(signatures)
+        r.problem(
+            "signatureName",
+            repo.signature,
+            f"is not a signature of {directory} (it has: {present})",
+        )
+        return None
+    return directory, Contract(repo.model_name, served, repo.signature, signatures)
 
 
 def _metrics(r: Reader) -> MetricsSettings:

@@ -7,6 +7,7 @@ with the runtime.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -77,13 +78,50 @@ def collector_kinds(collector: MetricsCollector) -> CollectorKinds | None:
             assert_never(collector)
 
 
+# The pod label that tells the two slots' pods apart (a slot's Deployment selector holds it).
+SLOT_POD_LABEL = "app.kubernetes.io/instance"
+SLOT_TARGET_LABEL = "slot"
+
+
 def monitor_spec(
-    selector: Mapping[str, str], port_name: str, interval_seconds: int
+    kind: CollectorKind,
+    selector: Mapping[str, str],
+    port_name: str,
+    interval_seconds: int,
+    tracks: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Scrape `port_name` at METRICS_PATH on whatever `selector` matches (the same shape for
-    both kinds)."""
-    endpoint = {"port": port_name, "path": METRICS_PATH, "interval": f"{interval_seconds}s"}
-    return {"selector": {"matchLabels": dict(selector)}, "endpoints": [endpoint]}
+    """Scrape `port_name` at METRICS_PATH on whatever `selector` matches, each series labelled
+    with its pod's TRACK_LABEL: `tracks` maps a slot's SLOT_POD_LABEL value to the role it plays
+    now. The label comes from the monitor, not the pod, so a promotion relabels without
+    restarting a pod."""
+    endpoint: dict[str, Any] = {
+        "port": port_name,
+        "path": METRICS_PATH,
+        "interval": f"{interval_seconds}s",
+    }
+    spec: dict[str, Any] = {"selector": {"matchLabels": dict(selector)}, "endpoints": [endpoint]}
+
+    def relabel(source: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "sourceLabels": [source],
+                "regex": instance,  # a DNS label: nothing in it is a regex operator
+                "targetLabel": TRACK_LABEL,
+                "replacement": track,
+                "action": "replace",
+            }
+            for instance, track in tracks.items()
+        ]
+
+    if kind.kind == "ServiceMonitor":
+        # Before the scrape, from the service discovery's pod labels.
+        pod_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^A-Za-z0-9_]", "_", SLOT_POD_LABEL)
+        endpoint["relabelings"] = relabel(pod_label)
+    else:
+        # Managed collection takes pod labels only by name, then relabels each series.
+        spec["targetLabels"] = {"fromPod": [{"from": SLOT_POD_LABEL, "to": SLOT_TARGET_LABEL}]}
+        endpoint["metricRelabeling"] = relabel(SLOT_TARGET_LABEL)
+    return spec
 
 
 def prometheus_adapter_rules(

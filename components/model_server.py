@@ -15,7 +15,9 @@ import pulumi_kubernetes as k8s
 
 from components.gpu_pools import Scheduling
 from components.metrics_collection import (
+    CANARY_TRACK,
     METRICS_PATH,
+    STABLE_TRACK,
     collector_kinds,
     monitor_spec,
     prometheus_adapter_rules,
@@ -35,7 +37,7 @@ from model_contract.contract import (
     MODEL_VERSION_ANNOTATION,
     Contract,
 )
-from settings import ServerSettings
+from settings import GatewayRef, ServerSettings, Slot, other_slot
 
 MODELS_DIR = "/models"
 # Kubernetes' recommended label for "the current version of the application": the model version.
@@ -53,6 +55,17 @@ GRACE_MARGIN_SECONDS = 5
 TAKE_BACK_DECLARED_FIELDS = {"pulumi.com/patchForce": "true"}
 # How long the Kubernetes provider awaits a Deployment's rollout (its default: 10 minutes).
 AWAIT_TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
+# The role a slot's Deployment plays now (stable or canary), on the Deployment only: a promotion
+# flips it without touching the pod template, so the canary's pods keep running.
+TRACK_ANNOTATION = "gpu-model-serving/track"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+HTTP_ROUTE_CRD = "httproutes.gateway.networking.k8s.io"
+
+
+def canary_replicas(stable_replicas: int, weight: int) -> int:
+    """Canary pods beside `stable_replicas` stable ones for `weight` % of one Service's traffic,
+    which kube-proxy spreads evenly over ready pods: the nearest count, at least one."""
+    return max(1, round(stable_replicas * weight / (100 - weight)))
 
 
 def rollout_await_seconds(server: ServerSettings) -> int:
@@ -103,6 +116,33 @@ class ModelServerArgs:
     """The served model version's signatures, declared in a ConfigMap for clients and reviews."""
     accept_breaking_contract: str | None = None
     """The fingerprint of a breaking contract change the stack accepts (policy model-contract)."""
+    stable_slot: Slot = "a"
+    """Which fixed Deployment serves stable: a is <model>-server, b is <model>-server-b."""
+    canary: CanaryArgs | None = None
+    """A second model version in the other slot, with its share of traffic."""
+
+
+@dataclass(frozen=True)
+class CanaryArgs:
+    image_ref: pulumi.Input[str]
+    """The canary's image, pinned by digest."""
+    contract: Contract
+    """The canary's model version and signatures."""
+    weight: int
+    """Its share of traffic in percent (1-99)."""
+
+
+@dataclass(frozen=True)
+class SlotRole:
+    """What one of the two fixed Deployments serves now, and at what scale."""
+
+    slot: Slot
+    track: str
+    """stable or canary: the `track` label its metrics get."""
+    image_ref: pulumi.Input[str]
+    contract: Contract
+    min_replicas: int
+    max_replicas: int
 
 
 def _namespace_peer(namespace: str) -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -115,10 +155,13 @@ def _namespace_peer(namespace: str) -> k8s.networking.v1.NetworkPolicyPeerArgs:
 
 
 class ModelServer(pulumi.ComponentResource):
-    """Deployment, Service, HPA, PDB, ServiceAccount and NetworkPolicy for one model."""
+    """Deployments (stable, and a canary when one runs), Service, HPAs, PDBs, ServiceAccount,
+    NetworkPolicy, and an HTTPRoute when a Gateway splits the traffic, for one model."""
 
     deployment_name: pulumi.Output[str]
-    """Name of the Deployment."""
+    """Name of the stable Deployment."""
+    canary_deployment_name: pulumi.Output[str] | None
+    """Name of the canary's Deployment, while one runs."""
     service_name: pulumi.Output[str]
     """Name of the Service (its DNS name inside the cluster)."""
     predict_url: pulumi.Output[str]
@@ -133,15 +176,21 @@ class ModelServer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gpu-model-serving:serving:ModelServer", name, None, opts)
         server = args.server
-        self._object_name = f"{server.model_name}-server"
+        self._name = name
+        self._model_name = server.model_name
         self._namespace = args.namespace
+        # What every pod of the model carries, whichever slot: the Service, the NetworkPolicy
+        # and the monitor select by these.
         self._labels = {
             "app.kubernetes.io/name": "model-server",
-            "app.kubernetes.io/instance": server.model_name,
+            "app.kubernetes.io/part-of": server.model_name,
             "app.kubernetes.io/component": "inference",
             "app.kubernetes.io/managed-by": "pulumi",
         }
         self._profile = profile_for(server.runtime)
+        self._canary_args = args.canary
+        roles = self._roles(args)
+        self._rolling_update = self._rollout(server, args.scheduling)
 
         namespace_dependency = (
             [self._namespace_object(name, args.pod_security_version)]
@@ -150,23 +199,36 @@ class ModelServer(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self, depends_on=namespace_dependency)
         account = self._service_account(name, child)
-        # The contract first, and the Deployment after it: the policy judges the ConfigMap, so
+        # The contract first, and the Deployments after it: the policy judges the ConfigMap, so
         # an `up` that the model-contract rule stops has not rolled the new model yet.
         contract = self._contract(name, args, child)
-        deployment = self._deployment(
-            name,
-            args,
-            account,
-            pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[contract])),
+        after_contract = pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(depends_on=[contract])
         )
-        service = self._service(name, server, child)
-        self._autoscaler(name, server, deployment, child)
-        self._disruption_budget(name, server, child)
+        deployments = {
+            role.track: self._deployment(role, args, account, after_contract) for role in roles
+        }
+        for role in roles:
+            self._autoscaler(role, server, deployments[role.track], child)
+            self._disruption_budget(role, server, child)
+        # After the Deployments: a Service whose selector changes must find the new pods ready.
+        service = self._service(
+            name,
+            server,
+            pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=list(deployments.values()))
+            ),
+        )
+        if server.gateway is not None:
+            self._http_route(roles, server.gateway, args.cluster_reachable, child)
         self._network_policy(name, server, child)
         self.slo_rules = slo_alert_rules(
-            args.namespace, server.model_name, self._object_name, server.metrics.slo
+            args.namespace,
+            server.model_name,
+            self._slot_object_name(args.stable_slot),
+            server.metrics.slo,
         )
-        self._collector_objects(name, server, args.cluster_reachable, child)
+        self._collector_objects(name, server, roles, args.cluster_reachable, child)
         self.adapter_rules = (
             prometheus_adapter_rules(
                 args.namespace, server.model_name, server.autoscaling.requests_metric_name
@@ -175,7 +237,9 @@ class ModelServer(pulumi.ComponentResource):
             else None
         )
 
-        self.deployment_name = deployment.metadata.name
+        self.deployment_name = deployments[STABLE_TRACK].metadata.name
+        canary = deployments.get(CANARY_TRACK)
+        self.canary_deployment_name = None if canary is None else canary.metadata.name
         self.service_name = service.metadata.name
         self.predict_url = pulumi.Output.format(
             "http://{0}.{1}.svc.cluster.local:{2}/v1/models/{3}:predict",
@@ -192,11 +256,103 @@ class ModelServer(pulumi.ComponentResource):
             }
         )
 
+    def _roles(self, args: ModelServerArgs) -> list[SlotRole]:
+        """Stable in its slot at the HPA's bounds; the canary, if any, in the other slot, with
+        the capacity both need checked against the GPU pool."""
+        scaling = args.server.autoscaling
+        stable = SlotRole(
+            args.stable_slot,
+            STABLE_TRACK,
+            args.image_ref,
+            args.contract,
+            scaling.min_replicas,
+            scaling.max_replicas,
+        )
+        if args.canary is None:
+            return [stable]
+        weight = args.canary.weight
+        if args.server.gateway is not None:
+            # The route's weights split the traffic: the canary scales on its share like stable.
+            low, high = scaling.min_replicas, scaling.max_replicas
+        else:
+            low = high = canary_replicas(scaling.min_replicas, weight)
+            achieved = 100 * low / (low + scaling.min_replicas)
+            pulumi.log.info(
+                f"canary share by replica count: {low} canary pod(s) beside {scaling.min_replicas}"
+                f" stable (hpaMinReplicas) take {achieved:.0f} % of the Service's traffic "
+                f"(canaryWeight asks {weight} %), less as the HPA scales stable up; set "
+                "gatewayName for an exact split"
+            )
+        canary = SlotRole(
+            other_slot(args.stable_slot),
+            CANARY_TRACK,
+            args.canary.image_ref,
+            args.canary.contract,
+            low,
+            high,
+        )
+        self._check_capacity(args, stable, canary)
+        return [stable, canary]
+
+    @staticmethod
+    def _check_capacity(args: ModelServerArgs, stable: SlotRole, canary: SlotRole) -> None:
+        """The canary's pods count against the GPU pool: at stable's minimum they must fit,
+        or the canary never starts; at full scale they should, or some wait Pending."""
+        gpus = args.server.resources.gpu_count
+        fit = args.scheduling.pods_that_fit(gpus)
+        if fit is None:
+            return
+        pool = (
+            f"the GPU pool fits {fit} pod(s) (gpuPoolMaxNodes {args.scheduling.max_nodes} * "
+            f"{args.scheduling.gpus_per_node} GPU(s) per node / gpuCount {gpus})"
+        )
+        least = stable.min_replicas + canary.min_replicas
+        if fit < least:
+            raise pulumi.RunError(
+                f"the canary cannot start: {pool}, and stable's {stable.min_replicas} "
+                f"(hpaMinReplicas) + the canary's {canary.min_replicas} need {least}; raise "
+                "gpuPoolMaxNodes or lower canaryWeight"
+            )
+        most = stable.max_replicas + canary.max_replicas
+        if fit < most:
+            pulumi.log.warn(
+                f"at full scale the canary's pods wait Pending: {pool}, and stable's "
+                f"{stable.max_replicas} (hpaMaxReplicas) + the canary's {canary.max_replicas} "
+                f"need {most}; raise gpuPoolMaxNodes to {most} pods' worth for a canary at "
+                "full scale"
+            )
+
+    def _slot_object_name(self, slot: Slot) -> str:
+        # Slot a keeps the name (and so the selector) the single Deployment always had.
+        return f"{self._model_name}-server" if slot == "a" else f"{self._model_name}-server-b"
+
+    def _slot_resource_name(self, slot: Slot) -> str:
+        return self._name if slot == "a" else f"{self._name}-b"
+
+    def _slot_labels(self, slot: Slot) -> dict[str, str]:
+        """The slot's Deployment selector: immutable, so fixed per slot whatever role it
+        plays. Slot a's is the selector the single Deployment always had."""
+        instance = self._model_name if slot == "a" else f"{self._model_name}-b"
+        return {
+            "app.kubernetes.io/name": "model-server",
+            INSTANCE_LABEL: instance,
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/managed-by": "pulumi",
+        }
+
     def _metadata(self) -> k8s.meta.v1.ObjectMetaArgs:
         return k8s.meta.v1.ObjectMetaArgs(
-            name=self._object_name,
+            name=f"{self._model_name}-server",
             namespace=self._namespace,
             labels=self._labels,
+            annotations=TAKE_BACK_DECLARED_FIELDS,
+        )
+
+    def _slot_metadata(self, slot: Slot) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=self._slot_object_name(slot),
+            namespace=self._namespace,
+            labels={**self._labels, **self._slot_labels(slot)},
             annotations=TAKE_BACK_DECLARED_FIELDS,
         )
 
@@ -227,12 +383,13 @@ class ModelServer(pulumi.ComponentResource):
 
     def _deployment(
         self,
-        name: str,
+        role: SlotRole,
         args: ModelServerArgs,
         account: k8s.core.v1.ServiceAccount,
         opts: pulumi.ResourceOptions,
     ) -> k8s.apps.v1.Deployment:
         server = args.server
+        selector = self._slot_labels(role.slot)
         model_status = k8s.core.v1.HTTPGetActionArgs(
             path=f"/v1/models/{server.model_name}", port="http"
         )
@@ -241,15 +398,16 @@ class ModelServer(pulumi.ComponentResource):
         # label, not in the selector): `kubectl get pods -L app.kubernetes.io/version` and the
         # metrics say which version each pod serves mid-rollout, and it changes only with the
         # image.
-        metadata = self._metadata()
+        metadata = self._slot_metadata(role.slot)
         metadata.annotations = {
             **TAKE_BACK_DECLARED_FIELDS,
-            MODEL_VERSION_ANNOTATION: str(args.contract.version),
-            CONTRACT_ANNOTATION: args.contract.fingerprint,
+            MODEL_VERSION_ANNOTATION: str(role.contract.version),
+            CONTRACT_ANNOTATION: role.contract.fingerprint,
+            TRACK_ANNOTATION: role.track,
             AWAIT_TIMEOUT_ANNOTATION: str(rollout_await_seconds(server)),
         }
         return k8s.apps.v1.Deployment(
-            f"{name}-deployment",
+            f"{self._slot_resource_name(role.slot)}-deployment",
             metadata=metadata,
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 # No replicas: the HPA owns the count. Declaring one would reset the HPA's
@@ -258,14 +416,17 @@ class ModelServer(pulumi.ComponentResource):
                 # A model that never loads stalls the rollout; the old pods keep serving and
                 # the controller marks it ProgressDeadlineExceeded (rollout_await_seconds).
                 progress_deadline_seconds=server.progress_deadline_seconds,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=self._rollout(server, args.scheduling),
+                    type="RollingUpdate", rolling_update=self._rolling_update
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels={**self._labels, VERSION_LABEL: str(args.contract.version)},
+                        labels={
+                            **self._labels,
+                            **selector,
+                            VERSION_LABEL: str(role.contract.version),
+                        },
                         annotations={
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(REST_PORT),
@@ -285,9 +446,7 @@ class ModelServer(pulumi.ComponentResource):
                                 max_skew=1,
                                 topology_key=topology_key,
                                 when_unsatisfiable="ScheduleAnyway",
-                                label_selector=k8s.meta.v1.LabelSelectorArgs(
-                                    match_labels=self._labels
-                                ),
+                                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                             )
                             for topology_key in SPREAD_TOPOLOGY_KEYS
                         ],
@@ -304,12 +463,12 @@ class ModelServer(pulumi.ComponentResource):
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="server",
-                                image=args.image_ref,
+                                image=role.image_ref,
                                 image_pull_policy="IfNotPresent",
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name=k, value=v)
                                     for k, v in container_env(
-                                        server, self._profile, args.contract.signature
+                                        server, self._profile, role.contract.signature
                                     ).items()
                                 ],
                                 ports=[
@@ -433,7 +592,7 @@ class ModelServer(pulumi.ComponentResource):
 
     def _autoscaler(
         self,
-        name: str,
+        role: SlotRole,
         server: ServerSettings,
         deployment: k8s.apps.v1.Deployment,
         opts: pulumi.ResourceOptions,
@@ -463,14 +622,14 @@ class ModelServer(pulumi.ComponentResource):
                 ),
             )
         return k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler",
-            metadata=self._metadata(),
+            f"{self._slot_resource_name(role.slot)}-autoscaler",
+            metadata=self._slot_metadata(role.slot),
             spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
                 scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
                     api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
                 ),
-                min_replicas=scaling.min_replicas,
-                max_replicas=scaling.max_replicas,
+                min_replicas=role.min_replicas,
+                max_replicas=role.max_replicas,
                 metrics=[metric],
                 # GPU pods take minutes to start: add capacity quickly, remove it reluctantly.
                 behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
@@ -501,14 +660,14 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     def _disruption_budget(
-        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+        self, role: SlotRole, server: ServerSettings, opts: pulumi.ResourceOptions
     ) -> k8s.policy.v1.PodDisruptionBudget:
         return k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-disruption-budget",
-            metadata=self._metadata(),
+            f"{self._slot_resource_name(role.slot)}-disruption-budget",
+            metadata=self._slot_metadata(role.slot),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
                 max_unavailable=server.pdb_max_unavailable,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._slot_labels(role.slot)),
                 # A pod that never became ready must not block a node drain.
                 unhealthy_pod_eviction_policy="AlwaysAllow",
             ),
@@ -605,6 +764,7 @@ class ModelServer(pulumi.ComponentResource):
         self,
         name: str,
         server: ServerSettings,
+        roles: list[SlotRole],
         cluster_reachable: bool,
         opts: pulumi.ResourceOptions,
     ) -> None:
@@ -614,36 +774,113 @@ class ModelServer(pulumi.ComponentResource):
         kinds = collector_kinds(metrics.collector)
         if kinds is None:
             return
+        tracks = {self._slot_labels(role.slot)[INSTANCE_LABEL]: role.track for role in roles}
+        monitor = monitor_spec(
+            kinds.monitor, self._labels, "http", metrics.scrape_interval_seconds, tracks
+        )
         for suffix, kind, spec in (
-            (
-                "monitor",
-                kinds.monitor,
-                monitor_spec(self._labels, "http", metrics.scrape_interval_seconds),
-            ),
+            ("monitor", kinds.monitor, monitor),
             ("slo-rules", kinds.rules, self.slo_rules),
         ):
-            object_opts = opts
-            if cluster_reachable:
-                # The provider skips a custom resource whose kind the cluster lacks in preview
-                # and fails only at `up`, half-way through. Reading the CRD fails the preview
-                # instead, naming it.
-                crd = k8s.apiextensions.v1.CustomResourceDefinition.get(
-                    f"{name}-{suffix}-crd", kind.crd_name, opts=pulumi.ResourceOptions(parent=self)
-                )
-                object_opts = pulumi.ResourceOptions.merge(
-                    opts, pulumi.ResourceOptions(depends_on=[crd])
-                )
-            k8s.apiextensions.CustomResource(
+            self._custom_object(
                 f"{name}-{suffix}",
                 api_version=kind.api_version,
                 kind=kind.kind,
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=self._object_name,
-                    namespace=self._namespace,
-                    # Prometheus selects rules by label as it selects monitors.
-                    labels={**self._labels, **metrics.monitor_labels},
-                    annotations=TAKE_BACK_DECLARED_FIELDS,
-                ),
+                crd_name=kind.crd_name,
                 spec=spec,
-                opts=object_opts,
+                # Prometheus selects rules by label as it selects monitors.
+                labels={**self._labels, **metrics.monitor_labels},
+                cluster_reachable=cluster_reachable,
+                opts=opts,
             )
+
+    def _custom_object(
+        self,
+        resource_name: str,
+        *,
+        api_version: str,
+        kind: str,
+        crd_name: str,
+        spec: dict[str, Any],
+        labels: dict[str, str],
+        cluster_reachable: bool,
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.apiextensions.CustomResource:
+        object_opts = opts
+        if cluster_reachable:
+            # The provider skips a custom resource whose kind the cluster lacks in preview
+            # and fails only at `up`, half-way through. Reading the CRD fails the preview
+            # instead, naming it.
+            crd = k8s.apiextensions.v1.CustomResourceDefinition.get(
+                f"{resource_name}-crd", crd_name, opts=pulumi.ResourceOptions(parent=self)
+            )
+            object_opts = pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[crd])
+            )
+        return k8s.apiextensions.CustomResource(
+            resource_name,
+            api_version=api_version,
+            kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{self._model_name}-server",
+                namespace=self._namespace,
+                labels=labels,
+                annotations=TAKE_BACK_DECLARED_FIELDS,
+            ),
+            spec=spec,
+            opts=object_opts,
+        )
+
+    def _http_route(
+        self,
+        roles: list[SlotRole],
+        gateway: GatewayRef,
+        cluster_reachable: bool,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The Gateway's HTTPRoute to one Service per serving slot, weighted by the canary's
+        share: promotion retargets the route, no pod restarts. REST only; gRPC clients use the
+        Service, split by replica count."""
+        canary_weight = 0 if self._canary_args is None else self._canary_args.weight
+        backends = []
+        for role in roles:
+            service = self._slot_service(role.slot, opts)
+            weight = canary_weight if role.track == CANARY_TRACK else 100 - canary_weight
+            backends.append({"name": service.metadata.name, "port": REST_PORT, "weight": weight})
+        self._custom_object(
+            f"{self._name}-http-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            crd_name=HTTP_ROUTE_CRD,
+            spec={
+                "parentRefs": [{"name": gateway.name, "namespace": gateway.namespace}],
+                "rules": [{"backendRefs": backends}],
+            },
+            labels=self._labels,
+            cluster_reachable=cluster_reachable,
+            opts=opts,
+        )
+
+    def _slot_service(self, slot: Slot, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
+        """One slot's pods alone, for the route to weigh; its labels are the slot's, so the
+        ServiceMonitor (which selects the model's Service) does not scrape each pod twice."""
+        return k8s.core.v1.Service(
+            f"{self._slot_resource_name(slot)}-slot-service",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{self._model_name}-server-{slot}",
+                namespace=self._namespace,
+                labels=self._slot_labels(slot),
+                annotations=TAKE_BACK_DECLARED_FIELDS,
+            ),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=self._slot_labels(slot),
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name=port_name, port=port, target_port=port_name, protocol="TCP"
+                    )
+                    for port_name, port in SERVING_PORTS.items()
+                ],
+            ),
+            opts=opts,
+        )

@@ -29,7 +29,7 @@ NOT_PLANNED_OPS = {*REPLACEMENT_HALVES, OpType.REFRESH, OpType.READ}
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 # The labels that name one model server's objects: its Deployment and its contract share them.
-INSTANCE_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
+INSTANCE_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of")
 FIRST_DEPLOY = "new"
 
 

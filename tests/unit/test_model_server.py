@@ -343,7 +343,8 @@ def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metric
         f"{kind.lower()}s.{group}",
         f"{rules_kind.lower().removesuffix('s')}s.{group}",  # rules, prometheusrules
     }
-    labels = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["selector"]["matchLabels"]
+    # The model's labels, which both slots' pods carry; the Service selects by them.
+    labels = mocks.one("kubernetes:core/v1:Service").inputs["spec"]["selector"]
     assert monitor["metadata"]["labels"] == {**labels, "release": "kube-prometheus-stack"}
     # The SLO alerts beside it, selected by the same labels; its spec is the rule file.
     assert rules["metadata"]["labels"] == monitor["metadata"]["labels"]
@@ -356,12 +357,29 @@ def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metric
         "ModelServerCanaryWorseThanStable",
     ]
     assert monitor["metadata"]["namespace"] == "model-serving"
-    assert monitor["spec"] == {
-        "selector": {"matchLabels": labels},
-        "endpoints": [
-            {"port": "http", "path": "/monitoring/prometheus/metrics", "interval": "30s"}
-        ],
+    # Each series gets its pod's track (stable here: no canary runs) from the monitor.
+    track = {
+        "regex": "digits",
+        "targetLabel": "track",
+        "replacement": "stable",
+        "action": "replace",
     }
+    endpoint: dict[str, Any] = {
+        "port": "http",
+        "path": "/monitoring/prometheus/metrics",
+        "interval": "30s",
+    }
+    if kind == "ServiceMonitor":
+        source = "__meta_kubernetes_pod_label_app_kubernetes_io_instance"
+        endpoint["relabelings"] = [{"sourceLabels": [source], **track}]
+        assert monitor["spec"] == {"selector": {"matchLabels": labels}, "endpoints": [endpoint]}
+    else:
+        endpoint["metricRelabeling"] = [{"sourceLabels": ["slot"], **track}]
+        assert monitor["spec"] == {
+            "selector": {"matchLabels": labels},
+            "targetLabels": {"fromPod": [{"from": "app.kubernetes.io/instance", "to": "slot"}]},
+            "endpoints": [endpoint],
+        }
     # The Service (a ServiceMonitor's target) carries the labels the monitor selects.
     service = mocks.one("kubernetes:core/v1:Service").inputs
     assert labels.items() <= service["metadata"]["labels"].items()

@@ -321,7 +321,7 @@ def test_names_from_the_saved_model_cannot_break_out_of_inline_code() -> None:
 # Synthetic engine events, shaped as the real engine sends them for a preview.
 SERVING = "urn:pulumi:dev::gpu-model-serving::gpu-model-serving:serving:ModelServer$"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-INSTANCE = {"app.kubernetes.io/name": "model-server", "app.kubernetes.io/instance": "digits"}
+INSTANCE = {"app.kubernetes.io/name": "model-server", "app.kubernetes.io/part-of": "digits"}
 
 
 def _config_map_state(contract: Contract) -> dict[str, Any]:
