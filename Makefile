@@ -104,6 +104,13 @@ preview: $(STACK_PREREQUISITES) ## Show what `make up` would change in STACK (di
 drift: $(STACK_PREREQUISITES) ## Compare STACK with the live cluster; writes nothing to state (exit 2: drift)
 	$(WITH_CLUSTER) $(ENGINE) drift --stack $(STACK) --report $(DRIFT_REPORT)
 
+ROLLOUT_REPORT ?= .state/rollout-$(STACK).json
+PROMETHEUS_URL ?= http://127.0.0.1:9090
+
+.PHONY: rollout
+rollout: $(STACK_PREREQUISITES) ## Walk STACK's canary (canaryModelVersion) through canarySteps, judged by PROMETHEUS_URL; promote or roll back (exit 3: rolled back, 4: no verdict)
+	$(WITH_CLUSTER) $(ENGINE) rollout --stack $(STACK) --prometheus $(PROMETHEUS_URL) --report $(ROLLOUT_REPORT)
+
 .PHONY: rollback
 rollback: $(STACK_PREREQUISITES) ## Put STACK back on the image it ran before (TO=<digest or model version>): no build, pinned in its stack file
 	$(WITH_CLUSTER) $(ENGINE) rollback --stack $(STACK) $(if $(TO),--to $(TO))
@@ -167,7 +174,7 @@ test-metrics: venv model-venv toolchain-metrics ## Metrics layer: promtool evalu
 	$(VENV)/bin/pytest tests/metrics
 
 .PHONY: test-engine
-test-engine: venv toolchain base-image buildkit cluster ## Engine layer: preview, up, no-op, change, drift, destroy
+test-engine: venv model-venv toolchain toolchain-metrics base-image buildkit cluster ## Engine layer: preview, up, no-op, change, drift, destroy, rollout (real servers and Prometheus)
 	$(VENV)/bin/pytest -m engine tests/engine
 
 .PHONY: test

@@ -112,8 +112,12 @@ pulumi.export(stack_outputs.GPU_POOL_NAME, gpu_pool.pool_name)
 pulumi.export(stack_outputs.NAMESPACE, settings.kubernetes.namespace)
 pulumi.export(stack_outputs.DEPLOYMENT_NAME, server.deployment_name)
 pulumi.export(stack_outputs.SERVICE_NAME, server.service_name)
-if server.canary_deployment_name is not None:
+if model.canary is not None:
     pulumi.export(stack_outputs.CANARY_DEPLOYMENT_NAME, server.canary_deployment_name)
+    pulumi.export(
+        stack_outputs.ROLLOUT_PLAN,
+        settings.rollout.plan(model.canary.contract, server.traffic_split or ""),
+    )
 pulumi.export(stack_outputs.PREDICT_URL, server.predict_url)
 pulumi.export(stack_outputs.SLO_ALERT_RULES, yaml.safe_dump(server.slo_rules, sort_keys=False))
 if server.adapter_rules is not None:

@@ -12,9 +12,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
+import yaml
 
 _T = TypeVar("_T")
 
@@ -247,3 +249,26 @@ def is_cidr(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def config_text(value: object) -> str:
+    """A config value as the engine hands it to the program."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def declared_config(project_file: Path, stack_file: Path) -> dict[str, str]:
+    """The config a program of this project sees for a stack, as the engine hands it over:
+    Pulumi.yaml's declared defaults overlaid with the stack file's values."""
+    project = yaml.safe_load(project_file.read_text())
+    name = project["name"]
+    values: dict[str, object] = {
+        f"{name}:{key}": spec["default"]
+        for key, spec in project["config"].items()
+        if "default" in spec
+    }
+    values.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})
+    return {key: config_text(value) for key, value in values.items()}

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import pulumi
 
@@ -191,6 +191,21 @@ class RolloutSettings:
     max_p99_latency_ms: int
     max_p99_latency_ratio: float
     """Canary p99 over stable p99 above which the canary is worse, whatever the bound."""
+
+    def plan(self, canary: Contract, traffic_split: str) -> dict[str, Any]:
+        """What `make rollout` will do with `canary`: the stack's rolloutPlan output, which
+        the preview record carries into the pull-request comment."""
+        return {
+            "canaryVersion": canary.version,
+            "canaryContract": canary.output(),
+            "steps": list(self.steps),
+            "trafficSplit": traffic_split,
+            "analysisWindowSeconds": self.analysis_window_seconds,
+            "minRequests": self.min_requests,
+            "maxErrorRatio": self.max_error_ratio,
+            "maxP99LatencyMs": self.max_p99_latency_ms,
+            "maxP99LatencyRatio": self.max_p99_latency_ratio,
+        }
 
 
 @dataclass(frozen=True)

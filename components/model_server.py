@@ -170,6 +170,8 @@ class ModelServer(pulumi.ComponentResource):
     """prometheus-adapter rules serving the HPA's request rate (customMetricsAdapter)."""
     slo_rules: dict[str, Any]
     """The SLO alerts as a Prometheus rule file (metrics_collection.slo_alert_rules)."""
+    traffic_split: str | None
+    """How the canary's share is made, in words (the rollout plan's), while one runs."""
 
     def __init__(
         self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None
@@ -189,6 +191,7 @@ class ModelServer(pulumi.ComponentResource):
         }
         self._profile = profile_for(server.runtime)
         self._canary_args = args.canary
+        self.traffic_split = None
         roles = self._roles(args)
         self._rolling_update = self._rollout(server, args.scheduling)
 
@@ -271,17 +274,23 @@ class ModelServer(pulumi.ComponentResource):
         if args.canary is None:
             return [stable]
         weight = args.canary.weight
-        if args.server.gateway is not None:
+        gateway = args.server.gateway
+        if gateway is not None:
             # The route's weights split the traffic: the canary scales on its share like stable.
             low, high = scaling.min_replicas, scaling.max_replicas
+            self.traffic_split = (
+                f"HTTPRoute weights on Gateway {gateway.namespace}/{gateway.name}: {weight} %"
+            )
         else:
             low = high = canary_replicas(scaling.min_replicas, weight)
             achieved = 100 * low / (low + scaling.min_replicas)
+            self.traffic_split = (
+                f"replica count: {low} canary pod(s) beside {scaling.min_replicas} stable "
+                f"(hpaMinReplicas) take {achieved:.0f} % of the Service's traffic (canaryWeight "
+                f"asks {weight} %), less as the HPA scales stable up"
+            )
             pulumi.log.info(
-                f"canary share by replica count: {low} canary pod(s) beside {scaling.min_replicas}"
-                f" stable (hpaMinReplicas) take {achieved:.0f} % of the Service's traffic "
-                f"(canaryWeight asks {weight} %), less as the HPA scales stable up; set "
-                "gatewayName for an exact split"
+                f"canary share by {self.traffic_split}; set gatewayName for an exact split"
             )
         canary = SlotRole(
             other_slot(args.stable_slot),

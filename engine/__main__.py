@@ -1,6 +1,8 @@
 """`python -m engine COMMAND --stack NAME`: the make targets' way into the real engine.
 
-Exit codes: 0 success (drift: none); 1 error (engine, program or config); 2 drift found.
+Exit codes: 0 success (drift: none; rollout: promoted); 1 error (engine, program or config);
+2 drift found; rollout: 3 rolled back on a failed step, 4 rolled back without a verdict
+(Prometheus unreachable, a query error, too few requests).
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from config_reader import ConfigError
 from engine import driver
+from engine.canary_analysis import Prometheus
 from engine.environment import REPO, EngineMissingError, engine_environment, shell_exports
 from engine.preview_record import preview_record
 from engine.rollback import RollbackError
+from engine.rollout import RolloutError, rollout
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 2
+EXIT_ROLLED_BACK = 3
+EXIT_NO_VERDICT = 4
+ROLLOUT_EXIT = {"promoted": 0, "rolled back": EXIT_ROLLED_BACK, "no verdict": EXIT_NO_VERDICT}
 OPERATIONS = {
     "preview": driver.preview,
     "up": driver.up,
@@ -30,7 +38,7 @@ OPERATIONS = {
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    parser.add_argument("command", choices=[*OPERATIONS, "drift", "rollback", "env"])
+    parser.add_argument("command", choices=[*OPERATIONS, "drift", "rollback", "rollout", "env"])
     parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
     parser.add_argument(
         "--config-file",
@@ -38,7 +46,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="stack configuration (default: Pulumi.<stack>.yaml in the project)",
     )
     parser.add_argument(
-        "--report", type=Path, help="drift: also write the report as JSON to this file"
+        "--report",
+        type=Path,
+        help="drift, rollout: also write the report as JSON to this file",
+    )
+    parser.add_argument(
+        "--prometheus",
+        default="http://127.0.0.1:9090",
+        help="rollout: the Prometheus whose HTTP API judges each step",
     )
     parser.add_argument(
         "--record",
@@ -90,6 +105,12 @@ def main(argv: list[str]) -> int:
                 _write_json(args.report, report.as_json())
             print(report.describe())
             return EXIT_DRIFT if report.drifted else 0
+        if args.command == "rollout":
+            walked = rollout(stack, target, progress, Prometheus(args.prometheus))
+            if args.report:
+                _write_json(args.report, walked.as_json())
+            print(f"rollout: {walked.outcome}")
+            return ROLLOUT_EXIT[walked.outcome or "no verdict"]
         if args.command == "rollback":
             driver.rollback(stack, target, progress, to=args.to)
         elif args.command == "preview" and args.record:
@@ -98,7 +119,7 @@ def main(argv: list[str]) -> int:
             OPERATIONS[args.command](stack, target, progress)
         if args.command == "destroy" and args.remove:
             stack.workspace.remove_stack(target.name)
-    except (EngineMissingError, RollbackError) as error:
+    except (EngineMissingError, RollbackError, RolloutError, ConfigError) as error:
         print(f"engine: {error}", file=sys.stderr)
         return EXIT_ERROR
     except auto.CommandError as error:

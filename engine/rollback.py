@@ -23,6 +23,7 @@ import yaml
 from pulumi import automation as auto
 
 import stack_outputs
+from engine.stack_file import write_config
 from model_contract.contract import MODEL_VERSION_ANNOTATION
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -115,26 +116,11 @@ def kubectl_for(config_file: Path, project: str) -> list[str]:
 
 
 def pin(stack: auto.Stack, config_file: Path, project: str, revision: Revision) -> None:
-    """Write the revision into the stack's config file, as `pulumi config set` does (comments
-    and the other keys stay)."""
+    """Write the revision into the stack's config file."""
     settings = {PINNED_IMAGE_KEY: revision.image}
     if revision.model_version:
         settings[MODEL_VERSION_KEY] = revision.model_version
-    for key, value in settings.items():
-        stack.workspace.pulumi_command.run(
-            [
-                "config",
-                "set",
-                "--stack",
-                stack.name,
-                "--config-file",
-                str(config_file),
-                f"{project}:{key}",
-                value,
-            ],
-            stack.workspace.work_dir,
-            stack.workspace.env_vars,
-        )
+    write_config(stack, config_file, project, settings)
 
 
 def serving(stack: auto.Stack) -> tuple[str, str]:

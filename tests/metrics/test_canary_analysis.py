@@ -9,32 +9,28 @@ Prometheus' HTTP API as `make rollout` does.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from engine.canary_analysis import Prometheus, Verdict, analyse
 from settings import RolloutSettings
+from tests.metrics.real_servers import (
+    BUNDLED,
+    MODEL,
+    Server,
+    free_port,
+    model_servers,
+    model_variants,
+    prometheus_scraping,
+    scrape_job,
+    touch_status,
+    wait_scraped,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = ROOT / ".bin" / "prometheus"
-MODEL_PYTHON = ROOT / "model" / ".venv" / "bin" / "python"
-BUNDLED = ROOT / "model" / "export" / "digits"
-MODEL = "digits"
-STARTUP_TIMEOUT_SECONDS = 180
-SCRAPE_INTERVAL_SECONDS = 1
 # Requests per track and case: enough for canaryMinRequests, few enough for a loaded machine.
 REQUESTS = 80
 REQUESTS_PER_SECOND = 20
@@ -50,194 +46,46 @@ ROLLOUT = RolloutSettings(
 CASES = ("good", "erroring", "slow", "idle")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
-    with log.open("wb") as out:
-        popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    return Process(popen, log)
-
-
-def wait_for(url: str, process: Process) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise AssertionError(f"{process.log.name} exited:\n{process.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} not ready in {STARTUP_TIMEOUT_SECONDS}s")
-
-
-@dataclass
-class Server:
-    name: str
-    port: int
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def predict(self, first_pixel: float) -> tuple[int, float]:
-        image = [[1.0] * 8 for _ in range(8)]
-        image[0][0] = first_pixel
-        request = urllib.request.Request(
-            f"http://{self.target}/v1/models/{MODEL}:predict",
-            data=json.dumps({"instances": [image]}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status = response.status
-        except urllib.error.HTTPError as error:
-            status = error.code
-        return status, time.perf_counter() - started
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    assert MODEL_PYTHON.is_file(), f"{MODEL_PYTHON} is missing: run `make model-venv`"
     work = tmp_path_factory.mktemp("canary")
-    subprocess.run(
-        [str(MODEL_PYTHON), str(Path(__file__).with_name("model_variants.py")), str(work)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    variants = model_variants(work)
     repositories = {
         "stable": BUNDLED,
         "good": BUNDLED,
         "idle": BUNDLED,
-        "erroring": work / "erroring",
-        "slow": work / "slow",
+        "erroring": variants / "erroring",
+        "slow": variants / "slow",
     }
-    started: dict[str, tuple[Server, Process]] = {}
-    try:
-        for name, repository in repositories.items():
-            port = free_port()
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(ROOT / "model"),
-                "HOST": "127.0.0.1",
-                "PORT": str(port),
-                "GRPC_PORT": str(free_port()),
-                "MODEL_NAME": MODEL,
-                "MODEL_BASE_PATH": str(repository),
-                # The TF Session runs every op of the graph as saved (TFLite drops asserts).
-                "INFERENCE_ENGINE": "session",
-            }
-            log = work / f"{name}.log"
-            started[name] = (
-                Server(name, port),
-                start([str(MODEL_PYTHON), "-m", "serving"], log, env),
-            )
-        for server, process in started.values():
-            wait_for(f"http://{server.target}/v1/models/{MODEL}", process)
-        yield {name: server for name, (server, _) in started.items()}
-    finally:
-        for _, process in started.values():
-            process.stop()
+    with model_servers(work, repositories) as started:
+        yield started
 
 
-def scrape_config(servers: dict[str, Server]) -> dict[str, object]:
+def scrape_jobs(servers: dict[str, Server]) -> list[dict[str, Any]]:
     """Stable and one canary per case, each pair under the case's namespace, labelled as the
     monitor labels the pods' series."""
-    jobs = []
-    for case in CASES:
-        for track, server in (("stable", servers["stable"]), ("canary", servers[case])):
-            jobs.append(
-                {
-                    "job_name": f"{case}-{track}",
-                    "metrics_path": "/monitoring/prometheus/metrics",
-                    "static_configs": [
-                        {
-                            "targets": [server.target],
-                            "labels": {"namespace": case, "track": track, "pod": server.name},
-                        }
-                    ],
-                }
-            )
-    return {
-        "global": {
-            "scrape_interval": f"{SCRAPE_INTERVAL_SECONDS}s",
-            "scrape_timeout": f"{SCRAPE_INTERVAL_SECONDS}s",
-        },
-        "scrape_configs": jobs,
-    }
+    return [
+        scrape_job(f"{case}-{track}", server, {"namespace": case, "track": track})
+        for case in CASES
+        for track, server in (("stable", servers["stable"]), ("canary", servers[case]))
+    ]
 
 
 @pytest.fixture(scope="module")
 def prometheus(
     servers: dict[str, Server], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    assert PROMETHEUS.is_file(), f"{PROMETHEUS} is missing: run `make toolchain-metrics`"
-    work = tmp_path_factory.mktemp("prometheus")
-    config = work / "prometheus.yml"
-    config.write_text(yaml.safe_dump(scrape_config(servers)))
-    address = f"127.0.0.1:{free_port()}"
-    process = start(
-        [
-            str(PROMETHEUS),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address={address}",
-        ],
-        work / "prometheus.log",
-    )
-    try:
-        wait_for(f"http://{address}/-/ready", process)
-        yield Prometheus(f"http://{address}")
-    finally:
-        process.stop()
-
-
-def wait_scraped(prometheus: Prometheus, times: int, since: float | None = None) -> None:
-    """Until Prometheus has scraped every target `times` times (since `since`): its first
-    scrape comes some seconds after it is ready."""
-    jobs = 2 * len(CASES)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        seconds = 60 if since is None else max(1, int(time.time() - since))
-        scraped = prometheus.value(f"count(count_over_time(up[{seconds}s]) >= {times})")
-        if scraped == jobs:
-            return
-        time.sleep(SCRAPE_INTERVAL_SECONDS)
-    raise AssertionError(f"Prometheus did not scrape all {jobs} targets {times} times")
+    with prometheus_scraping(tmp_path_factory.mktemp("prometheus"), scrape_jobs(servers)) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
 def verdicts(servers: dict[str, Server], prometheus: Prometheus) -> dict[str, Verdict]:
     """Bounded load on stable and on every canary but the idle one, one server at a time (so
     that the slow canary's work does not slow the others), then each case judged."""
-    # The readiness probe's status call, which counts as a request: every server's request
-    # series exists before the load, as a pod's does, so no rate misses the first ones.
-    for server in servers.values():
-        with urllib.request.urlopen(f"http://{server.target}/v1/models/{MODEL}", timeout=10):
-            pass
-    wait_scraped(prometheus, times=3)
+    touch_status(servers)
+    jobs = 2 * len(CASES)
+    wait_scraped(prometheus, jobs, times=3)
     statuses: dict[str, list[int]] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         for name in ("stable", "good", "erroring", "slow"):
@@ -251,7 +99,7 @@ def verdicts(servers: dict[str, Server], prometheus: Prometheus) -> dict[str, Ve
     assert statuses["erroring"].count(500) == REQUESTS // 5, statuses["erroring"]
     assert set(statuses["stable"]) == set(statuses["good"]) == set(statuses["slow"]) == {200}
     # Scrapes past the last request, so every series holds it.
-    wait_scraped(prometheus, times=3, since=time.time())
+    wait_scraped(prometheus, jobs, times=3, since=time.time())
     return {case: analyse(prometheus, case, MODEL, ROLLOUT) for case in CASES}
 
 

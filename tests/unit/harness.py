@@ -17,6 +17,7 @@ from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from config_reader import config_text, declared_config
 from settings import Settings, load_settings
 from tests.unit.kubernetes_schema import integral_numbers
 
@@ -25,25 +26,11 @@ _T = TypeVar("_T")
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
 
-def _config_text(value: object) -> str:
-    """A config value as the engine hands it to the program."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
 def stack_config(stack: str, **overrides: object) -> dict[str, str]:
     """Pulumi.yaml's declared defaults overlaid with Pulumi.<stack>.yaml, then `overrides`."""
-    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    values: dict[str, object] = {
-        f"{PROJECT}:{key}": spec["default"] for key, spec in declared.items() if "default" in spec
-    }
-    stack_file = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    values.update(stack_file.get("config") or {})
-    values.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
-    return {key: _config_text(value) for key, value in values.items()}
+    values = declared_config(ROOT / "Pulumi.yaml", ROOT / f"Pulumi.{stack}.yaml")
+    overridden = {f"{PROJECT}:{k}": config_text(v) for k, v in overrides.items()}
+    return {**values, **overridden}
 
 
 # How the SDK marks a secret value on the wire (pulumi.runtime.rpc).
