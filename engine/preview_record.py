@@ -16,6 +16,7 @@ from engine.drift import MISSING, object_changes, resource_name, value_at
 from model_contract import diff as contract_diff
 from model_contract.contract import CONFIG_MAP_COMPONENT, Contract
 from policy.rules import COMPONENT_LABEL, PACK_NAME, RULES
+from stack_outputs import ROLLOUT_PLAN
 
 # The engine's placeholder for a value known only after the update (sdk/go/common/resource).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -31,6 +32,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 # The labels that name one model server's objects: its Deployment and its contract share them.
 INSTANCE_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of")
 FIRST_DEPLOY = "new"
+STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class PreviewRecord:
     errors: list[str] = field(default_factory=list)
     model: ModelChange | None = None
     """None when the stack declares no contract ConfigMap (and in records made before one)."""
+    rollout_plan: dict[str, Any] | None = None
+    """The stack's rolloutPlan output while it declares a canary (RolloutSettings.plan)."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +144,7 @@ class PreviewRecord:
             image_rolls=[ImageRoll(**r) for r in data["image_rolls"]],
             errors=data["errors"],
             model=ModelChange.from_json(data["model"]) if data.get("model") else None,
+            rollout_plan=data.get("rollout_plan"),
         )
 
 
@@ -162,7 +167,20 @@ def preview_record(stack: str, events: list[EngineEvent], succeeded: bool) -> Pr
             if message != GENERIC_FAILURE:
                 record.errors.append(message)
     record.model = _model_change(events, record.image_rolls)
+    record.rollout_plan = _rollout_plan(events)
     return record
+
+
+def _rollout_plan(events: list[EngineEvent]) -> dict[str, Any] | None:
+    """The root stack's planned rolloutPlan output (the program exports it with a canary)."""
+    for event in events:
+        step = event.res_outputs_event.metadata if event.res_outputs_event else None
+        if step is None or step.type != STACK_TYPE or step.new is None:
+            continue
+        plan = (step.new.outputs or {}).get(ROLLOUT_PLAN)
+        if isinstance(plan, dict):
+            return plan
+    return None
 
 
 def _add_step(record: PreviewRecord, step: StepEventMetadata) -> None:

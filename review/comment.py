@@ -17,6 +17,7 @@ from engine.drift import MISSING
 from engine.preview_record import UNKNOWN, FieldChange, ImageRoll, PreviewRecord, Step
 from model_contract.contract import Contract
 from model_contract.diff import code, describe
+from model_contract.diff import diff as contract_diff
 
 # GitHub refuses comment bodies over 65,536 characters; leave room for the marker line.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -67,6 +68,7 @@ def _render(record: PreviewRecord, *, update_diffs: bool, minor_lists: bool) -> 
     lines = [marker(record.stack), *_header(record, by_op)]
     lines += _policy_section(record)
     lines += _model_section(record)
+    lines += _rollout_section(record)
     lines += _image_section(record)
     cut: list[str] = []
     for op in [*OP_ORDER, *sorted(set(by_op) - set(OP_ORDER))]:
@@ -178,6 +180,38 @@ def _model_section(record: PreviewRecord) -> list[str]:
             )
     if model.image_roll is not None:
         lines.append(f"- image: {_roll(model.image_roll)}")
+    return [*lines, ""]
+
+
+def _rollout_section(record: PreviewRecord) -> list[str]:
+    """What `make rollout` will do after merge: the canary's version and contract against what
+    stable serves, the steps, the split and the bounds each step is judged by."""
+    plan = record.rollout_plan
+    if plan is None:
+        return []
+    canary = Contract.from_output(plan["canaryContract"])
+    steps = " → ".join(f"{step} %" for step in plan["steps"])
+    lines = [
+        f"### Rollout plan: canary version {canary.version}",
+        "",
+        f"- steps: {steps} (the last is the promotion: stableSlot flips, no pod restarts)",
+        f"- split: {clip(str(plan['trafficSplit']))}",
+        f"- each step judged after {plan['analysisWindowSeconds']} s, on at least "
+        f"{plan['minRequests']} canary requests: error ratio ≤ {plan['maxErrorRatio']}, p99 ≤ "
+        f"{plan['maxP99LatencyMs']} ms and ≤ {plan['maxP99LatencyRatio']} times stable's; a "
+        "failed step or no verdict rolls back",
+    ]
+    if record.model is not None:
+        stable = Contract.from_output(record.model.new)
+        found = contract_diff(stable.signatures, canary.signatures)
+        lines.append(
+            f"- canary contract against stable version {stable.version}: "
+            f"**{CONTRACT_VERDICTS.get(found.verdict, found.verdict)}**"
+        )
+        lines += [
+            f"  - {'**breaking**' if change.breaking else 'compatible'}: {clip(change.text)}"
+            for change in found.changes
+        ]
     return [*lines, ""]
 
 

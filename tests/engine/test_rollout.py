@@ -19,7 +19,9 @@ import yaml
 
 from engine import driver
 from engine.canary_analysis import Prometheus
+from engine.preview_record import PreviewRecord
 from engine.rollout import RolloutReport, rollout
+from review import comment
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path
 from tests.engine.conftest import PROJECT, EngineStack, report_of, throwaway_stack
@@ -154,13 +156,23 @@ def assert_no_drift(stack: EngineStack) -> None:
     assert drift.returncode == 0, drift.stdout[-3000:] + drift.stderr[-3000:]
 
 
-def test_a_good_canary_is_promoted_in_place_and_the_stack_file_says_so(
+def test_a_good_canary_is_planned_in_review_then_promoted_in_place_and_the_stack_file_says_so(
     cluster: Cluster,
     rollout_stack: EngineStack,
     servers: dict[str, Server],
     prometheus: Prometheus,
+    tmp_path: Path,
 ) -> None:
     declare(rollout_stack, canaryModelVersion="2")
+    # What the reviewer sees first: the plan in the preview record and the PR comment.
+    record_file = tmp_path / "preview.json"
+    previewed = rollout_stack.cli("preview", "--record", str(record_file))
+    assert previewed.returncode == 0, previewed.stdout[-3000:] + previewed.stderr[-3000:]
+    record = PreviewRecord.from_json(report_of(record_file))
+    assert record.rollout_plan is not None and record.rollout_plan["canaryVersion"] == 2
+    body = comment.render(record)
+    assert "### Rollout plan: canary version 2" in body
+    assert "- canary contract against stable version 1: **unchanged**" in body
     seen: list[set[str]] = []
     wait = serving_load(servers["stable"], servers["good"], seen, cluster, rollout_stack)
     report = run_rollout(rollout_stack, prometheus, wait)

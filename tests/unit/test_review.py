@@ -33,6 +33,7 @@ from model_contract.diff import diff
 from model_contract.saved_model import Signature
 from review import comment, drift_issue
 from review.__main__ import main as review_main
+from settings import RolloutSettings
 from tests.unit.test_model_contract import BOTH_OUTPUTS, OLD, signatures, tensor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "previews"
@@ -619,3 +620,65 @@ def test_truncated_and_foreign_files_are_errors_naming_the_file(
     error = capsys.readouterr().err
     assert error.startswith(f"review: {path} ") and message in error, error
     assert "Traceback" not in error
+
+
+# --- the rollout plan -------------------------------------------------------------------------
+
+ROLLOUT = RolloutSettings(
+    steps=(10, 50, 100),
+    analysis_window_seconds=60,
+    min_requests=100,
+    max_error_ratio=0.01,
+    max_p99_latency_ms=500,
+    max_p99_latency_ratio=2.0,
+)
+SPLIT = "replica count: 1 canary pod(s) beside 3 stable (hpaMinReplicas) take 25 % of the traffic"
+
+
+def rollout_section(body: str) -> str:
+    return body.partition("### Rollout plan: ")[2].partition("\n### ")[0]
+
+
+def test_the_rollout_plan_shows_steps_split_bounds_and_the_canarys_contract_against_stable() -> (
+    None
+):
+    canary = contract(4, signatures(inputs={"images": tensor([-1, 28, 28], "DT_UINT8")}))
+    record = dataclasses.replace(
+        with_model(model_change(contract(3), contract(3))),
+        rollout_plan=ROLLOUT.plan(canary, SPLIT),
+    )
+    section = rollout_section(comment.render(PreviewRecord.from_json(record.as_json())))
+    assert section.startswith("canary version 4\n")
+    assert "- steps: 10 % → 50 % → 100 % (the last is the promotion" in section
+    assert f"- split: {SPLIT}" in section
+    assert (
+        "judged after 60 s, on at least 100 canary requests: error ratio ≤ 0.01, p99 ≤ 500 ms "
+        "and ≤ 2.0 times stable's"
+    ) in section
+    assert "- canary contract against stable version 3: **breaking" in section
+    assert (
+        "  - **breaking**: `serving_default`: input `images`: dtype DT_FLOAT → DT_UINT8" in section
+    )
+
+
+def test_no_canary_no_rollout_plan() -> None:
+    body = comment.render(with_model(model_change(contract(3), contract(4))))
+    assert "Rollout plan" not in body
+
+
+def test_the_rollout_plan_comes_from_the_stacks_planned_outputs() -> None:
+    plan = ROLLOUT.plan(contract(4), SPLIT)
+    outputs = EngineEvent.from_json(
+        {
+            "resOutputsEvent": {
+                "metadata": {
+                    "op": "same",
+                    "urn": "urn:pulumi:dev::gpu-model-serving::pulumi:pulumi:Stack::dev",
+                    "type": "pulumi:pulumi:Stack",
+                    "new": {"outputs": {"rolloutPlan": plan, "namespace": "model-serving"}},
+                }
+            }
+        }
+    )
+    assert preview_record("dev", [outputs], succeeded=True).rollout_plan == plan
+    assert preview_record("dev", [], succeeded=True).rollout_plan is None

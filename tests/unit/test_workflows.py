@@ -37,6 +37,14 @@ WORKFLOW_COMMANDS = {
         "untestable: writes the runner's step environment file"
     ),
     r"make cloud-plugins": "untestable: downloads provider plugins, unreachable offline",
+    r'make rollout STACK="\$STACK" PROMETHEUS_URL="\$PROMETHEUS_URL" ROLLOUT_REPORT="\$REPORT"': (
+        "tests/engine/test_rollout.py::"
+        "test_prometheus_down_rolls_back_with_no_verdict_and_its_own_exit_code"
+    ),
+    r"echo \"canaries=\$\(grep -c ':canaryModelVersion:' \"Pulumi\.\$STACK\.yaml\" \|\| true\)\" "
+    r'>> "\$GITHUB_OUTPUT"': "untestable: writes the runner's step output file",
+    r"git -c user\.name=.* commit .*": "untestable: commits on the runner's checkout",
+    r"git push": "untestable: pushes to the repository",
 }
 # What the make targets run, with the workflow's variables filled in.
 MAKE_EXPANSIONS = {
@@ -46,6 +54,12 @@ MAKE_EXPANSIONS = {
         "PREVIEW_RECORD=r.json",
     ): "-m engine preview --stack prod --record r.json",
     ("drift", "STACK=prod", "DRIFT_REPORT=d.json"): "-m engine drift --stack prod --report d.json",
+    (
+        "rollout",
+        "STACK=prod",
+        "PROMETHEUS_URL=http://p:9090",
+        "ROLLOUT_REPORT=r.json",
+    ): "-m engine rollout --stack prod --prometheus http://p:9090 --report r.json",
 }
 
 
@@ -80,7 +94,7 @@ def test_the_named_tests_exist(tested_by: str) -> None:
 
 
 @pytest.mark.parametrize("target", list(MAKE_EXPANSIONS))
-def test_the_make_targets_run_the_tested_engine_commands(target: tuple[str, str, str]) -> None:
+def test_the_make_targets_run_the_tested_engine_commands(target: tuple[str, ...]) -> None:
     # -n prints the recipes without running them (prerequisites included).
     shown = subprocess.run(
         ["make", "-n", *target], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
