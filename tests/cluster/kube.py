@@ -49,6 +49,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "PodMonitoring": ("podmonitorings", True),
     "PrometheusRule": ("prometheusrules", True),
     "Rules": ("rules", True),
+    "HTTPRoute": ("httproutes", True),
     "Stage": ("stages", False),
 }
 

@@ -33,6 +33,7 @@ APPLY_ORDER = (
     "PodMonitoring",
     "PrometheusRule",
     "Rules",
+    "HTTPRoute",
 )
 
 

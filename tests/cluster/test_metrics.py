@@ -5,6 +5,7 @@ nothing warned about."""
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from tests.cluster.stack import condition, declared_objects, delete_namespace
 
 pytestmark = pytest.mark.cluster
 
-CRD_DIR = Path(__file__).resolve().parents[2] / ".state" / "crds"
+ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / ".state" / "crds"
+BUNDLED_MODEL = ROOT / "model" / "export" / "digits" / "1"
 # Each collector's monitor kind and rule kind.
 COLLECTORS = {
     "prometheus-operator": ("ServiceMonitor", "PrometheusRule"),
@@ -98,3 +101,49 @@ def test_the_monitor_and_the_slo_rules_are_admitted_whole_by_their_crds(
     finally:
         delete_namespace(client, namespace)
         assert not client.exists(resource_path("v1", "Namespace", name=namespace))
+
+
+def test_the_canarys_http_route_is_admitted_whole_by_the_gateway_api_crd(
+    monitor_crds: KubeClient, tmp_path: Path
+) -> None:
+    client = monitor_crds
+    repository = tmp_path / "digits"
+    shutil.copytree(BUNDLED_MODEL, repository / "1")
+    shutil.copytree(repository / "1", repository / "2")
+    namespace = "canary-route"
+    objects = declared_objects(
+        namespace=namespace,
+        modelPath=str(repository),
+        modelVersion="1",
+        canaryModelVersion="2",
+        canaryWeight=20,
+        gatewayName="gateways/public",
+    )
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    try:
+        for obj in objects:
+            if obj["kind"] in ("Namespace", "Service"):
+                assert client.apply(obj).status in (200, 201), object_path(obj)
+        response = client.apply(route, strict=True)
+        assert response.status == 201, response.message
+        assert response.warnings == (), response.warnings
+        stored = client.get(object_path(route))["spec"]
+        # The API server adds the CRD's defaults (group, kind, a / path match); nothing the
+        # stack declares is pruned.
+        (rule,) = stored["rules"]
+        assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [
+            ("digits-server-a", 8501, 80),
+            ("digits-server-b", 8501, 20),
+        ]
+        assert all(b["kind"] == "Service" for b in rule["backendRefs"])
+        assert stored["parentRefs"][0]["name"] == "public"
+        assert stored["parentRefs"][0]["namespace"] == "gateways"
+        # ... and a weight the schema bounds is refused.
+        (declared_rule,) = route["spec"]["rules"]
+        over = [{**b, "weight": 2_000_000} for b in declared_rule["backendRefs"]]
+        refused = client.apply(
+            {**route, "spec": {**route["spec"], "rules": [{"backendRefs": over}]}}, strict=True
+        )
+        assert refused.status >= 400, refused
+    finally:
+        delete_namespace(client, namespace)

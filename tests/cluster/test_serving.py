@@ -174,7 +174,10 @@ def test_the_network_policy_and_service_account_read_back(
     assert policy["egress"] == [
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
     ]
-    assert policy["podSelector"] == serving.objects["Deployment"]["spec"]["selector"]
+    # The model's labels, which every slot's pods carry (stable's and a canary's).
+    assert policy["podSelector"] == {"matchLabels": serving.objects["Service"]["spec"]["selector"]}
+    pod_labels = serving.objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]
     assert {"podSelector": {}} in rule["from"]
