@@ -37,6 +37,13 @@ def by_name(mocks: StackMocks, type_token: str) -> dict[str, dict[str, Any]]:
     return {c.inputs["metadata"]["name"]: c.inputs for c in mocks.of_type(type_token)}
 
 
+def logged(monkeypatch: pytest.MonkeyPatch, level: str) -> list[str]:
+    """The messages the program logs at `level` (pulumi.log.info, .warn) from now on."""
+    messages: list[str] = []
+    monkeypatch.setattr(pulumi.log, level, lambda message, *_, **__: messages.append(message))
+    return messages
+
+
 def image_of(deployment: dict[str, Any]) -> str:
     image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     return image
@@ -82,8 +89,7 @@ def test_a_canary_runs_in_the_other_slot_with_its_own_image_and_its_own_selector
 def test_a_share_by_replica_count_is_the_nearest_pod_count_and_the_preview_says_what_it_is(
     mocks: StackMocks, repository: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    said: list[str] = []
-    monkeypatch.setattr(pulumi.log, "info", lambda message, *_, **__: said.append(message))
+    said = logged(monkeypatch, "info")
     run_stack(
         "dev",
         modelPath=str(repository),
@@ -194,8 +200,7 @@ def test_a_pool_without_room_for_the_canary_beside_stable_fails_with_the_arithme
 def test_a_pool_without_room_at_full_scale_warns_with_the_arithmetic(
     mocks: StackMocks, repository: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    warned: list[str] = []
-    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warned.append(message))
+    warned = logged(monkeypatch, "warn")
     run_stack(
         "dev",
         modelPath=str(repository),

@@ -33,7 +33,7 @@ from model_contract.diff import diff
 from model_contract.saved_model import Signature
 from review import comment, drift_issue
 from review.__main__ import main as review_main
-from settings import RolloutSettings
+from tests.unit.test_canary_verdict import ROLLOUT
 from tests.unit.test_model_contract import BOTH_OUTPUTS, OLD, signatures, tensor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "previews"
@@ -624,14 +624,6 @@ def test_truncated_and_foreign_files_are_errors_naming_the_file(
 
 # --- the rollout plan -------------------------------------------------------------------------
 
-ROLLOUT = RolloutSettings(
-    steps=(10, 50, 100),
-    analysis_window_seconds=60,
-    min_requests=100,
-    max_error_ratio=0.01,
-    max_p99_latency_ms=500,
-    max_p99_latency_ratio=2.0,
-)
 SPLIT = "replica count: 1 canary pod(s) beside 3 stable (hpaMinReplicas) take 25 % of the traffic"
 
 
