@@ -117,7 +117,7 @@ rollback: $(STACK_PREREQUISITES) ## Put STACK back on the image it ran before (T
 
 # Cloud stacks' provider plugins, downloaded from Pulumi's plugin host: only where that is
 # reachable (the workflows' runners), never on the offline development machine.
-CLOUD_PLUGINS := gcp=$(shell sed -n 's/^pulumi-gcp==//p' requirements-gcp.txt) aws=$(shell sed -n 's/^pulumi-aws==//p' requirements-aws.txt)
+CLOUD_PLUGINS := gcp=$(shell python3 engine/pins.py requirements-gcp.txt pulumi-gcp) aws=$(shell python3 engine/pins.py requirements-aws.txt pulumi-aws)
 
 .PHONY: cloud-plugins
 cloud-plugins: engine-toolchain ## (CI runners only: downloads) the gcp and aws provider plugins at their pinned versions
@@ -138,8 +138,8 @@ destroy: $(STACK_PREREQUISITES) ## Delete everything STACK deployed
 lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (with shellcheck on run: steps)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy __main__.py settings.py config_reader.py stack_outputs.py components model_contract engine policy review \
-	  tests/unit tests/image tests/cluster tests/engine bench/engine_bench.py
+	$(VENV)/bin/mypy __main__.py gpu_model_serving model_contract engine policy review \
+	  tests/unit tests/image tests/cluster tests/engine tests/metrics bench/engine_bench.py bench/rollout_bench.py
 	# MYPYPATH: the model tests check the stdlib contract reader (model_contract/) against TensorFlow.
 	cd model && MYPYPATH=.. .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/app_cost.py ../bench/flask_baseline.py \
@@ -197,3 +197,7 @@ soak: model-venv ## 10 minutes of mixed good and hostile REST+gRPC traffic at co
 .PHONY: bench-engine
 bench-engine: venv engine-toolchain base-image buildkit cluster ## The engine's preview vs a minimal program, no-op up
 	eval "$$(scripts/cluster.sh env)"; $(PY) bench/engine_bench.py
+
+.PHONY: bench-rollout
+bench-rollout: venv model-venv engine-toolchain toolchain-metrics base-image buildkit cluster ## A three-step rollout (30 s windows): the engine's share vs the waiting, PromQL query times
+	eval "$$(scripts/cluster.sh env)"; $(PY) bench/rollout_bench.py

@@ -6,12 +6,12 @@ from pathlib import Path
 import pulumi
 import yaml
 
-import stack_outputs
-from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-from components.kubernetes_provider import kubernetes_provider
-from components.model_image import ModelImage, ModelImageArgs
-from components.model_server import CanaryArgs, ModelServer, ModelServerArgs
-from settings import ConfigError, Slot, load_settings, other_slot
+from gpu_model_serving import stack_outputs
+from gpu_model_serving.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from gpu_model_serving.components.kubernetes_provider import kubernetes_provider
+from gpu_model_serving.components.model_image import ModelImage, ModelImageArgs
+from gpu_model_serving.components.model_server import CanaryArgs, ModelServer, ModelServerArgs
+from gpu_model_serving.settings import ConfigError, Slot, load_settings, other_slot
 
 # A property of the machine running the build (a TLS-intercepting proxy), not of the stack,
 # so it comes from the environment: the path of a PEM bundle the image build should trust.

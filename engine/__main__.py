@@ -15,13 +15,13 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from config_reader import ConfigError
 from engine import driver
 from engine.canary_analysis import Prometheus
 from engine.environment import REPO, EngineMissingError, engine_environment, shell_exports
 from engine.preview_record import preview_record
 from engine.rollback import RollbackError
 from engine.rollout import RolloutError, rollout
+from gpu_model_serving.config_reader import ConfigError
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 2

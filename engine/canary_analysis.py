@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from components.metrics_collection import (
+from gpu_model_serving.components.metrics_collection import (
     CANARY_TRACK,
     STABLE_TRACK,
     model_matchers,
@@ -23,7 +23,7 @@ from components.metrics_collection import (
     request_count,
     server_error_ratio,
 )
-from settings import RolloutSettings
+from gpu_model_serving.settings import RolloutSettings
 
 Outcome = Literal["pass", "fail", "no verdict"]
 # A p99 under a tenth of the bound is too small for a ratio to mean anything (one scheduling

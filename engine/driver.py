@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 from pulumi import automation as auto
 
-import stack_outputs
 from engine.drift import DriftReport, drift_report
 from engine.environment import (
     ENGINE_CLI_ROOT,
@@ -28,6 +27,7 @@ from engine.environment import (
 )
 from engine.rollback import RollbackError, choose, kubectl_for, pin, revisions, serving
 from engine.unready_pods import unready_pod_reasons
+from gpu_model_serving import stack_outputs
 
 # Mandatory on every preview and up: a violation fails the operation.
 POLICY_PACKS = [str(POLICY_PACK_DIR)]

@@ -7,10 +7,11 @@ and the plain CLI (`eval "$(python -m engine env)"; pulumi preview`).
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 from pathlib import Path
+
+from engine.pins import pin
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".bin"
@@ -34,19 +35,13 @@ POLICY_PYTHON = REPO / ".venv" / "bin" / "python"
 LOCAL_PASSPHRASE = "dev-only-local-state-passphrase"
 
 
-def _pin(package: str) -> str:
-    text = (REPO / "requirements.txt").read_text()
-    match = re.search(rf"^{re.escape(package)}==(\S+)", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"requirements.txt pins no version of {package}")
-    return match.group(1)
-
-
-PULUMI_VERSION = _pin("pulumi")
+# The Python program's pins, which the engine and its plugins follow.
+REQUIREMENTS = REPO / "requirements.txt"
+PULUMI_VERSION = pin("pulumi", REQUIREMENTS)
 # The engine loads exactly the plugin versions the Python packages announce.
 REQUIRED_PLUGINS = {
-    "kubernetes": _pin("pulumi-kubernetes"),
-    "docker-build": _pin("pulumi-docker-build"),
+    "kubernetes": pin("pulumi-kubernetes", REQUIREMENTS),
+    "docker-build": pin("pulumi-docker-build", REQUIREMENTS),
 }
 
 
@@ -104,7 +99,7 @@ def install_policy_analyzer(env: dict[str, str]) -> None:
     plugin = (
         Path(env["PULUMI_HOME"])
         / "plugins"
-        / f"analyzer-policy-python-v{_pin('pulumi-policy')}"
+        / f"analyzer-policy-python-v{pin('pulumi-policy', REQUIREMENTS)}"
         / "pulumi-analyzer-policy-python"
     )
     script = f'#!/bin/sh\nexec {shlex.quote(str(POLICY_PYTHON))} -u __main__.py "$@"\n'

@@ -13,10 +13,10 @@ from typing import Any
 from pulumi.automation import EngineEvent, OpType, StepEventMetadata, StepEventStateMetadata
 
 from engine.drift import MISSING, object_changes, resource_name, value_at
+from gpu_model_serving.stack_outputs import ROLLOUT_PLAN
 from model_contract import diff as contract_diff
 from model_contract.contract import CONFIG_MAP_COMPONENT, Contract
 from policy.rules import COMPONENT_LABEL, PACK_NAME, RULES
-from stack_outputs import ROLLOUT_PLAN
 
 # The engine's placeholder for a value known only after the update (sdk/go/common/resource).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pulumi import automation as auto
 
-import stack_outputs
 from engine.stack_file import write_config
+from gpu_model_serving import stack_outputs
 from model_contract.contract import MODEL_VERSION_ANNOTATION
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"

@@ -13,14 +13,8 @@ from pathlib import Path
 from engine.environment import REPO
 
 # What the program needs to run and build; the model's virtualenv and caches stay behind.
-PROJECT_FILES = (
-    "Pulumi.yaml",
-    "__main__.py",
-    "settings.py",
-    "config_reader.py",
-    "stack_outputs.py",
-)
-PROJECT_DIRS = ("components", "model", "model_contract")
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py")
+PROJECT_DIRS = ("gpu_model_serving", "model", "model_contract")
 _IGNORED = shutil.ignore_patterns(".venv", "__pycache__", ".pytest_cache", ".mypy_cache")
 
 

@@ -10,8 +10,8 @@ import pulumi
 import yaml
 from pulumi import automation as auto
 
-from config_reader import declared_config
-from settings import Settings, load_settings
+from gpu_model_serving.config_reader import declared_config
+from gpu_model_serving.settings import Settings, load_settings
 
 
 def write_config(

@@ -54,8 +54,8 @@ err() { printf '[toolchain] ERROR: %s\n' "$*" >&2; }
 # Pins. The engine tools follow the Python program's pins in requirements.txt (the engine matches
 # plugin versions exactly); Kubernetes follows tools/KUBERNETES_VERSION (shared with the OpenAPI
 # schemas). Each tools/<dir>/go.mod must require the same version: checked before building.
-pin() { # PACKAGE: its ==version in requirements.txt
-    sed -n "s/^$1==\([^[:space:]#;]*\).*/\1/p" "$ROOT/requirements.txt" 2>/dev/null | head -1
+pin() { # PACKAGE: its ==version in requirements.txt (engine/pins.py, the one reader of pins)
+    python3 "$ROOT/engine/pins.py" "$ROOT/requirements.txt" "$1"
 }
 PULUMI_VERSION=$(pin pulumi)
 KUBERNETES_PROVIDER_VERSION=$(pin pulumi-kubernetes)

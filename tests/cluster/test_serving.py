@@ -169,7 +169,7 @@ def test_the_network_policy_and_service_account_read_back(
     cluster: Cluster, serving: Serving
 ) -> None:
     policy = _read_back(cluster, serving, "NetworkPolicy")["spec"]
-    # Egress denied except DNS (SRE review defect 4), as the API server stores it.
+    # Egress denied except DNS, as the API server stores it: no server needs to reach out.
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["egress"] == [
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
@@ -286,8 +286,9 @@ def _at_full_scale(cluster: Cluster, serving: Serving) -> None:
 
 
 def test_a_surge_rollout_stalls_when_the_pool_is_full(cluster: Cluster, serving: Serving) -> None:
-    """SRE review defect 3, as it was: maxSurge 1 / maxUnavailable 0 at hpaMaxReplicas equal to
-    the pool's GPUs. The surge pod cannot schedule and no old pod may go first."""
+    """Why the program does not always surge: with maxSurge 1 / maxUnavailable 0 at
+    hpaMaxReplicas equal to the pool's GPUs, the surge pod cannot schedule and no old pod may go
+    first, so the rollout never finishes."""
     _at_full_scale(cluster, serving)
     before_the_fix = _deployment(hpaMinReplicas=3, hpaMaxReplicas=3, maxBatchSize=8)
     assert before_the_fix["spec"]["strategy"]["rollingUpdate"] == {
@@ -322,8 +323,8 @@ def test_a_surge_rollout_stalls_when_the_pool_is_full(cluster: Cluster, serving:
 def test_a_rollout_at_full_scale_completes_on_a_full_pool(
     cluster: Cluster, serving: Serving
 ) -> None:
-    """SRE review defect 3, fixed: with no room for a surge pod the program declares maxSurge 0
-    / maxUnavailable 1, so the rollout replaces pods one at a time and completes."""
+    """With no room for a surge pod the program declares maxSurge 0 / maxUnavailable 1, so the
+    rollout replaces pods one at a time and completes."""
     _at_full_scale(cluster, serving)
     declared = _deployment(hpaMinReplicas=3, hpaMaxReplicas=3, maxBatchSize=4)
     assert declared["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-import stack_outputs
-from components.model_server import AWAIT_TIMEOUT_ANNOTATION
 from engine import driver
 from engine.environment import REPO
 from engine.preview_record import UNKNOWN, preview_record
+from gpu_model_serving import stack_outputs
+from gpu_model_serving.components.model_server import AWAIT_TIMEOUT_ANNOTATION
 from policy.rules import RULES
 from review import drift_issue
 from tests.cluster.conftest import Cluster
@@ -231,8 +231,8 @@ def test_a_config_that_breaks_a_rule_fails_the_preview_naming_the_rule(
 def test_a_monitor_whose_crd_the_cluster_lacks_fails_the_preview_naming_it(
     engine_stack: EngineStack, deployed: dict[str, Any]
 ) -> None:
-    """SRE review defect 5: without the check, the provider skips the unknown kind in preview
-    and `up` fails half-way through."""
+    """Without the check, the provider skips the unknown kind in preview and `up` fails
+    half-way through."""
     with engine_stack.configured(
         metricsCollector="prometheus-operator", metricsScrapeNamespaces=["monitoring"]
     ):

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-import stack_outputs
 from engine.environment import REPO
+from gpu_model_serving import stack_outputs
 from model_contract.contract import MODEL_VERSION_ANNOTATION
 from model_contract.diff import fingerprint
 from model_contract.saved_model import read_signatures

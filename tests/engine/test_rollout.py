@@ -33,6 +33,7 @@ from tests.metrics.real_servers import (
     free_port,
     model_servers,
     model_variants,
+    paced_load,
     prometheus_scraping,
     scrape_job,
     touch_status,
@@ -103,16 +104,15 @@ def serving_load(
 
     def wait(seconds: float) -> None:
         seen.append(pod_names(cluster, stack, DEPLOYMENT_B))
-        end = time.monotonic() + seconds - 3 * SCRAPE_INTERVAL_SECONDS
-        sent = 0
-        while time.monotonic() < end:
-            for server in (stable, canary):
-                server.predict(16.0 if sent % 5 == 0 else 0.0)
-            sent += 1
-            time.sleep(1 / REQUESTS_PER_SECOND)
+        load_seconds = seconds - 3 * SCRAPE_INTERVAL_SECONDS
+        paced_load([stable, canary], load_seconds, REQUESTS_PER_SECOND, bright_every_fifth)
         time.sleep(3 * SCRAPE_INTERVAL_SECONDS)
 
     return wait
+
+
+def bright_every_fifth(sent: int) -> float:
+    return 16.0 if sent % 5 == 0 else 0.0
 
 
 def pod_names(cluster: Cluster, stack: EngineStack, deployment: str) -> set[str]:

@@ -193,9 +193,9 @@ def batching_parameters(stub_server: Path, tmp_path: Path, **env: str) -> Any:
 def test_the_batching_keys_reach_tf_serving_as_batching_parameters(
     stub_server: Path, tmp_path: Path, max_batch_size: str, timeout_micros: str, allowed: list[int]
 ) -> None:
-    """SRE review defect 2: prod's maxBatchSize/batchTimeoutMicros used to be ignored (a baked
-    file). The generated file parses as the proto and ends on max_batch_size, as
-    tensorflow_model_server requires."""
+    """A batching file baked into the image would ignore the stack's maxBatchSize and
+    batchTimeoutMicros, so prod would batch with the defaults. The generated file parses as the
+    proto and ends on max_batch_size, as tensorflow_model_server requires."""
     parameters = batching_parameters(
         stub_server, tmp_path, MAX_BATCH_SIZE=max_batch_size, BATCH_TIMEOUT_MICROS=timeout_micros
     )

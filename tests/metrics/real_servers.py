@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,3 +197,18 @@ def touch_status(servers: Mapping[str, Server]) -> None:
     for server in servers.values():
         with urllib.request.urlopen(f"http://{server.target}/v1/models/{MODEL}", timeout=10):
             pass
+
+
+def paced_load(
+    servers: list[Server], seconds: float, per_second: int, first_pixel: Callable[[int], float]
+) -> int:
+    """Requests to every server in turn, `per_second` rounds a second for `seconds` (bounded in
+    count and time); round n sends first_pixel(n). Returns the rounds sent."""
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        for server in servers:
+            server.predict(first_pixel(sent))
+        sent += 1
+        time.sleep(1 / per_second)
+    return sent

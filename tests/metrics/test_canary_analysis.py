@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from engine.canary_analysis import Prometheus, Verdict, analyse
-from settings import RolloutSettings
+from gpu_model_serving.settings import RolloutSettings
 from tests.metrics.real_servers import (
     BUNDLED,
     MODEL,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.metrics_collection import slo_alert_rules
-from settings import SloSettings
+from gpu_model_serving.components.metrics_collection import slo_alert_rules
+from gpu_model_serving.settings import SloSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = ROOT / ".bin" / "promtool"

@@ -17,8 +17,8 @@ from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from config_reader import config_text, declared_config
-from settings import Settings, load_settings
+from gpu_model_serving.config_reader import config_text, declared_config
+from gpu_model_serving.settings import Settings, load_settings
 from tests.unit.kubernetes_schema import integral_numbers
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.canary_analysis import Measurement, judge
-from settings import RolloutSettings
+from gpu_model_serving.settings import RolloutSettings
 
 ROLLOUT = RolloutSettings(
     steps=(10, 50, 100),

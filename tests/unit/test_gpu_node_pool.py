@@ -10,13 +10,13 @@ from typing import get_args, get_type_hints
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-from components.gpu_pools import POOL_PROVIDERS, GpuPoolSettings, PoolProvider
-from components.gpu_pools.common import GPU_TOLERATION, Scheduling
-from components.gpu_pools.eks import EksPool
-from components.gpu_pools.existing import ExistingPool
-from components.gpu_pools.gke import GkePool
-from settings import ConfigError
+from gpu_model_serving.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from gpu_model_serving.gpu_pools import POOL_PROVIDERS, GpuPoolSettings, PoolProvider
+from gpu_model_serving.gpu_pools.common import GPU_TOLERATION, Scheduling
+from gpu_model_serving.gpu_pools.eks import EksPool
+from gpu_model_serving.gpu_pools.existing import ExistingPool
+from gpu_model_serving.gpu_pools.gke import GkePool
+from gpu_model_serving.settings import ConfigError
 from tests.unit.harness import ROOT, StackMocks, construct, resolve, settings_for
 
 GPU_TOLERATION_DICT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -111,8 +111,9 @@ def test_eks_node_group_uses_an_nvidia_ami_and_deploys_the_device_plugin(mocks: 
 
 
 def test_the_device_plugin_is_hardened_to_what_it_tolerates(mocks: StackMocks) -> None:
-    """SRE review defect 6: it ran BestEffort, by tag, with a service account token, no seccomp
-    profile and a writable root filesystem."""
+    """It runs on every GPU node: unhardened, it ran BestEffort (first to be evicted), by a tag
+    that can move, with a service account token it never uses, no seccomp profile and a
+    writable root filesystem."""
     pool("dev", **EKS)
     pod = mocks.one("kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
     (plugin,) = pod["containers"]

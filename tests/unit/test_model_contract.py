@@ -217,9 +217,6 @@ def test_one_breaking_change_among_compatible_ones_makes_the_verdict_breaking() 
     ]
 
 
-# --- the fingerprint ------------------------------------------------------------------------
-
-
 def test_the_fingerprint_is_stable_and_ignores_key_order() -> None:
     reordered = json.loads(json.dumps(OLD), object_pairs_hook=lambda pairs: dict(pairs[::-1]))
     assert list(reordered) == ["serving_default", "embed"]
@@ -233,9 +230,6 @@ def test_any_change_changes_the_fingerprint() -> None:
         fingerprint(OLD)
     )
     assert fingerprint(signatures(inputs=dict(images=tensor([-1, -1, 28])))) != fingerprint(OLD)
-
-
-# --- the Contract's encodings ---------------------------------------------------------------
 
 
 CONTRACT = Contract(model="digits", version=3, signature="serving_default", signatures=OLD)

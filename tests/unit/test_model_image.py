@@ -6,7 +6,7 @@ import pulumi
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from components.model_image import (
+from gpu_model_serving.components.model_image import (
     CA_BUNDLE_SECRET_ID,
     ModelImage,
     ModelImageArgs,

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.model_server import ModelServer, ModelServerArgs
+from gpu_model_serving.components.model_server import ModelServer, ModelServerArgs
+from gpu_model_serving.settings import SERVING_RUNTIMES
 from model_contract.contract import ACCEPT_BREAKING_ANNOTATION, Contract
 from tests.unit.harness import StackMocks, construct, resolve, settings_for
 
@@ -70,8 +71,8 @@ def test_the_deployment_runs_the_image_by_digest_on_the_gpu_pool(mocks: StackMoc
 
 
 def test_ephemeral_storage_is_requested_and_bounded(mocks: StackMocks) -> None:
-    """SRE review defect 7: without these the pod's logs and /tmp could fill the node's disk,
-    and the scheduler placed pods without counting them."""
+    """Without a limit the pod's logs and /tmp can fill the node's disk, and without a request
+    the scheduler places pods without counting them."""
     serve(ephemeralStorageRequest="2Gi", ephemeralStorageLimit="8Gi")
     resources = container(mocks)["resources"]
     assert resources["requests"]["ephemeral-storage"] == "2Gi"
@@ -79,8 +80,8 @@ def test_ephemeral_storage_is_requested_and_bounded(mocks: StackMocks) -> None:
 
 
 def test_replicas_spread_across_zones_then_nodes(mocks: StackMocks) -> None:
-    """SRE review defect 7: the GKE pool spans zones; spreading only by hostname could put
-    every replica in one zone."""
+    """The GKE pool spans zones; spreading only by hostname could put every replica in one
+    zone, and one zone's outage would take them all."""
     serve()
     constraints = pod_spec(mocks)["topologySpreadConstraints"]
     assert [(c["topologyKey"], c["whenUnsatisfiable"]) for c in constraints] == [
@@ -145,8 +146,9 @@ def strategy(mocks: StackMocks) -> dict[str, int]:
 def test_the_rollout_surges_only_when_the_pool_fits_a_pod_beyond_max_replicas(
     mocks: StackMocks, overrides: dict[str, object], rolling: dict[str, int]
 ) -> None:
-    """SRE review defect 3: maxSurge 1 with hpaMaxReplicas equal to the pool's GPU capacity
-    stalled every rollout at full scale (tests/cluster shows both on the simulated pool)."""
+    """With maxSurge 1 and hpaMaxReplicas equal to the pool's GPU capacity, the surge pod finds
+    no GPU and every rollout at full scale stalls (tests/cluster shows both on the simulated
+    pool)."""
     serve(**overrides)
     assert strategy(mocks) == rolling
 
@@ -184,8 +186,11 @@ def test_the_pod_meets_the_restricted_security_profile(mocks: StackMocks) -> Non
     assert {m["mountPath"] for m in container(mocks)["volumeMounts"]} == {"/tmp"}
 
 
-def test_prometheus_scrapes_the_same_path_for_both_runtimes(mocks: StackMocks) -> None:
-    serve()
+@pytest.mark.parametrize("runtime", SERVING_RUNTIMES)
+def test_prometheus_scrapes_the_same_path_for_both_runtimes(
+    mocks: StackMocks, runtime: str
+) -> None:
+    serve(servingRuntime=runtime)
     annotations = mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["metadata"][
         "annotations"
     ]
@@ -235,8 +240,8 @@ def test_the_inference_engine_follows_the_stack(mocks: StackMocks) -> None:
 
 
 def test_tensorflow_serving_gets_the_same_contract_and_a_grpc_port(mocks: StackMocks) -> None:
-    """SRE review defect 2: prod's batching keys (64, 5000 µs) reach TF Serving's entrypoint,
-    which writes them into its BatchingParameters (tests/image)."""
+    """Prod's batching keys (64, 5000 µs) must reach TF Serving's entrypoint, which writes them
+    into its BatchingParameters (tests/image); without them it batches with the defaults."""
     serve("prod")
     main = container(mocks)
     assert "args" not in main
@@ -325,8 +330,8 @@ def test_hpa_can_scale_on_a_per_pod_request_rate(mocks: StackMocks) -> None:
 def test_the_collector_gets_a_monitor_and_the_network_policy_admits_it_to_metrics_only(
     mocks: StackMocks, collector: str, api_version: str, kind: str, rules_kind: str
 ) -> None:
-    """SRE review defect 5: ingress admitted only the serving namespace and listed ones, so a
-    Prometheus in a monitoring namespace could not scrape, and nothing told it to."""
+    """Without a monitor and an ingress rule for the collector's namespace, a Prometheus in a
+    monitoring namespace is neither told to scrape the servers nor allowed to."""
     serve(
         metricsCollector=collector,
         metricsScrapeNamespaces=["monitoring"],
@@ -441,7 +446,7 @@ def test_network_policy_admits_only_configured_sources_on_serving_ports(mocks: S
 
 
 def test_egress_is_denied_except_dns_unless_ranges_are_allowed(mocks: StackMocks) -> None:
-    """SRE review defect 4: neither runtime needs egress; a compromised server could reach
+    """Neither runtime needs egress, and with it open a compromised server could reach
     anything. The cluster layer applies the same policy to a real API server."""
     serve()
     policy = mocks.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
@@ -467,7 +472,7 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard(
         return
     labels = namespaces[0].inputs["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    # SRE review defect 7: pinned to the target cluster's version, not `latest`.
+    # Pinned to the target cluster's version, not `latest`, which would move with upgrades.
     for mode in ("enforce", "warn", "audit"):
         assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.34"
     assert namespaces[0].inputs["metadata"]["name"] == "model-serving"

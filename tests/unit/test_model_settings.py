@@ -10,8 +10,8 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from gpu_model_serving.settings import PROJECT_DIR
 from model_contract.saved_model import SavedModelError, read_signatures
-from settings import PROJECT_DIR
 from tests.unit.harness import ROOT, run_stack, settings_for
 from tests.unit.test_settings import problems_for
 

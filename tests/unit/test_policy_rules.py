@@ -7,7 +7,9 @@ itself fails a real preview.
 
 from __future__ import annotations
 
+import ast
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,8 +122,23 @@ def with_container(**changes: Any) -> Resource:
 
 def test_every_rule_has_a_unique_kebab_case_name_and_a_description() -> None:
     names = [rule.name for rule in RULES]
-    assert len(set(names)) == len(names) == 9
+    assert len(set(names)) == len(names), names
     assert all(rule.description and rule.name == rule.name.lower() for rule in RULES)
+
+
+def test_the_declared_rules_are_the_ones_these_tests_exercise() -> None:
+    """The rule names this module's tests pass to violations(): a rule dropped from RULES fails
+    here (its tests expecting no violation would still pass), and a new rule needs no count
+    edited, only tests of its own."""
+    calls = [
+        node
+        for node in ast.walk(ast.parse(Path(__file__).read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "violations"
+    ]
+    exercised = {c.args[0].value for c in calls if c.args and isinstance(c.args[0], ast.Constant)}
+    assert exercised == {rule.name for rule in RULES}
 
 
 def test_every_config_key_has_a_schema_its_default_meets() -> None:
@@ -129,15 +146,13 @@ def test_every_config_key_has_a_schema_its_default_meets() -> None:
         for key, default in rule.config_defaults.items():
             Draft7Validator(CONFIG_SCHEMAS[key]).validate(default)
     Draft7Validator(CONFIG_SCHEMAS["liveContract"]).validate(LIVE.output())
-    production = [
-        r.config_defaults["productionStacks"]
+    production = {
+        r.name: r.config_defaults["productionStacks"]
         for r in RULES
-        if r.config_defaults.get("productionStacks")
-    ]
-    assert production == [["prod"], ["prod"]]
-
-
-# --- container-resources --------------------------------------------------------------------
+        if "productionStacks" in r.config_defaults
+    }
+    # The rules scoped to production agree on which stacks those are: prod.
+    assert production and all(stacks == ["prod"] for stacks in production.values()), production
 
 
 def test_container_resources_passes_a_container_with_requests_limits_and_a_gpu() -> None:
@@ -168,18 +183,12 @@ def test_container_resources_requires_a_gpu_limit_on_a_gpu_pool_but_not_elsewher
     )
 
 
-# --- probes ---------------------------------------------------------------------------------
-
-
 def test_probes_pass_with_all_three_and_name_the_missing_ones() -> None:
     assert violations("probes", deployment()) == []
     container = _container()
     del container["startupProbe"], container["livenessProbe"]
     [found] = violations("probes", deployment(containers=[container]))
     assert "container 'server' has no startupProbe, livenessProbe" in found.message
-
-
-# --- image-digest ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -200,9 +209,6 @@ def test_image_digest_accepts_a_digest_with_or_without_a_tag() -> None:
     assert violations("image-digest", deployment()) == []
     tagged = with_container(image=f"us-docker.pkg.dev/p/r/server:prod@{DIGEST}")
     assert violations("image-digest", tagged) == []
-
-
-# --- no-public-load-balancer ----------------------------------------------------------------
 
 
 def test_a_load_balancer_without_an_internal_annotation_or_open_to_all_is_refused() -> None:
@@ -228,9 +234,6 @@ def test_a_load_balancer_without_an_internal_annotation_or_open_to_all_is_refuse
 def test_internal_load_balancers_and_cluster_ips_pass(annotation: dict[str, str]) -> None:
     assert violations("no-public-load-balancer", service("LoadBalancer", annotation)) == []
     assert violations("no-public-load-balancer", service("ClusterIP")) == []
-
-
-# --- restricted-security-context ------------------------------------------------------------
 
 
 def test_restricted_security_context_passes_the_restricted_profile() -> None:
@@ -271,9 +274,6 @@ def test_node_agent_namespaces_are_exempt_and_configurable() -> None:
     assert list(rule.violations([agent], {"privilegedNamespaces": []}))
 
 
-# --- disruption-budget ----------------------------------------------------------------------
-
-
 def test_a_scalable_deployment_needs_a_budget_selecting_its_pods() -> None:
     [found] = violations("disruption-budget", deployment(), hpa(max_replicas=3))
     assert (
@@ -292,9 +292,6 @@ def test_a_single_replica_deployment_needs_no_budget() -> None:
     assert violations("disruption-budget", deployment()) == []
 
 
-# --- hpa-in-production ----------------------------------------------------------------------
-
-
 def test_a_production_deployment_needs_an_autoscaler_and_dev_does_not() -> None:
     prod = deployment(stack="prod")
     [found] = violations("hpa-in-production", prod)
@@ -303,8 +300,6 @@ def test_a_production_deployment_needs_an_autoscaler_and_dev_does_not() -> None:
     assert violations("hpa-in-production", deployment(stack="dev")) == []
     assert violations("hpa-in-production", prod, hpa(target="something-else", stack="prod"))
 
-
-# --- model-contract -------------------------------------------------------------------------
 
 LIVE = Contract(model="digits", version=3, signature="serving_default", signatures=OLD)
 BREAKING = signatures(
@@ -435,9 +430,6 @@ def test_a_live_contract_or_config_map_that_is_not_a_contract_is_reported() -> N
     )
 
 
-# --- the real stacks ------------------------------------------------------------------------
-
-
 def network_policy(ports: list[dict[str, Any]] | None, **selector: Any) -> Resource:
     ingress: dict[str, Any] = {"from": [{"podSelector": {}}]}
     if ports is not None:
@@ -492,6 +484,7 @@ def test_network_policy_requires_a_policy_selecting_the_pods() -> None:
         assert "no NetworkPolicy with Ingress selects its pods" in found.message
 
 
+# The pack against what the declared stacks create.
 def stack_resources(mocks: StackMocks, stack: str, **overrides: object) -> list[Resource]:
     run_stack(stack, **overrides)
     return [
@@ -514,8 +507,9 @@ def test_gpu_count_zero_on_the_gpu_pool_breaks_container_resources(mocks: StackM
 
 
 def test_the_eks_variant_of_prod_passes_every_rule(mocks: StackMocks) -> None:
-    """Before #9 hardened it (defect 6), the device plugin DaemonSet broke container-resources
-    (no resources) and image-digest (by tag): the pack caught both."""
+    """The EKS variant adds the device plugin DaemonSet, which the pack checks like any
+    workload: without resources or pinned by tag, it breaks container-resources and
+    image-digest."""
     resources = stack_resources(mocks, "prod", **_eks_overrides())
     assert any(r.kind == "DaemonSet" for r in resources)
     assert review(resources) == []

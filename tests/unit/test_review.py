@@ -44,7 +44,7 @@ def recorded(name: str) -> PreviewRecord:
     return PreviewRecord.from_json(json.loads((FIXTURES / f"{name}.json").read_text()))
 
 
-# --- the comment ----------------------------------------------------------------------------
+# The PR comment, rendered from the recorded previews.
 
 
 def test_an_update_shows_counts_field_diffs_policy_and_the_image_that_would_roll() -> None:
@@ -199,7 +199,7 @@ def test_hostile_drift_reports_stay_in_code() -> None:
     assert "\n## Approved" not in body
 
 
-# --- the model ------------------------------------------------------------------------------
+# The comment's model section: the contract's changes and the image that would roll.
 
 OLD_IMAGE = "127.0.0.1:5000/model-server@sha256:" + "98" * 32
 ROLL = ImageRoll("Deployment model-server-deployment", OLD_IMAGE, UNKNOWN)
@@ -400,9 +400,6 @@ def test_the_engine_events_of_a_breaking_update_and_of_a_first_deploy() -> None:
     assert first.model is not None
     assert (first.model.old, first.model.verdict) == (None, FIRST_DEPLOY)
     assert "**New model `digits` version 3**" in comment.render(first)
-
-
-# --- GitHub, faked on 127.0.0.1 -------------------------------------------------------------
 
 
 class FakeGitHub:
@@ -622,7 +619,7 @@ def test_truncated_and_foreign_files_are_errors_naming_the_file(
     assert "Traceback" not in error
 
 
-# --- the rollout plan -------------------------------------------------------------------------
+# The comment's rollout plan.
 
 SPLIT = "replica count: 1 canary pod(s) beside 3 stable (hpaMinReplicas) take 25 % of the traffic"
 

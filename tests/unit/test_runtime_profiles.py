@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from components.runtime_profiles import GRPC_PORT, REST_PORT, SERVING_PORTS, profile_for
-from settings import SERVING_RUNTIMES
+from gpu_model_serving.runtime_profiles import profile_for
+from gpu_model_serving.settings import SERVING_RUNTIMES
 from tests.unit.harness import ROOT
 
 DOCKERFILE = (ROOT / "model" / "Dockerfile").read_text()
@@ -21,8 +21,3 @@ def test_the_profile_names_a_stage_and_the_build_argument_that_sets_its_base(run
     # imageBaseImage reaches the stage's FROM only through this build argument.
     assert f"${{{profile.base_image_build_arg}" in stage.group(1)
     assert re.search(rf"^ARG {profile.base_image_build_arg}=", DOCKERFILE, re.M)
-
-
-def test_rest_comes_first_among_the_shared_ports() -> None:
-    """The first port is the one probes, metrics and the predict URL use."""
-    assert list(SERVING_PORTS.items()) == [("http", REST_PORT), ("grpc", GRPC_PORT)]

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from components.gpu_pools.gke import GkePool
-from settings import (
+from gpu_model_serving.gpu_pools.gke import GkePool
+from gpu_model_serving.settings import (
     INFERENCE_ENGINES,
     RUNTIME_LIMITS,
     ConfigError,
@@ -266,7 +266,7 @@ CROSS_RULES = [
         {"gpuPoolProvider": "eks", "eksAmiType": "AL2_x86_64"},
         "must be one of AL2023_x86_64_NVIDIA",
     ),
-    # SRE review defect 5: a request-rate HPA with nothing serving the metric never scales.
+    # A request-rate HPA with nothing serving the metric never scales.
     (
         "dev",
         {"hpaMetric": "requests"},
@@ -350,9 +350,10 @@ def test_inference_engines_are_the_python_runtimes(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("key", sorted(RUNTIME_LIMITS))
 def test_runtime_knobs_have_the_runtimes_default_and_range(key: str) -> None:
-    """SRE review defect 2: batching and drain bounds and defaults used to differ between the
-    settings, the python server and the TF Serving entrypoint (1024 vs 4096, 1e6 vs 1e7 µs,
-    drain 30 / 20 / 10 s). All three now read model/serving/limits.json or are held to it."""
+    """Separate copies of the batching and drain bounds and defaults drift apart (the settings,
+    the python server and the TF Serving entrypoint once said 1024 vs 4096, 1e6 vs 1e7 µs, drain
+    30 / 20 / 10 s), so a value one accepts another rejects. All three now read
+    model/serving/limits.json or are held to it."""
     limit = RUNTIME_LIMITS[key]
     assert DECLARED[key]["default"] == limit["default"]
     low, high = int(limit["min"]), int(limit["max"])

@@ -9,7 +9,7 @@ from typing import Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 
-from config_reader import DNS_LABEL, Reader
+from gpu_model_serving.config_reader import DNS_LABEL, Reader
 
 GPU_RESOURCE_NAME = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"

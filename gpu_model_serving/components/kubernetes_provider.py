@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi_kubernetes as k8s
 
-from settings import KubernetesSettings
+from gpu_model_serving.settings import KubernetesSettings
 
 
 def kubernetes_provider(name: str, cluster: KubernetesSettings) -> k8s.Provider:

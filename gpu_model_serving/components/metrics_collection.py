@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from settings import MetricsCollector, SloSettings
+from gpu_model_serving.settings import MetricsCollector, SloSettings
 
 METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's; the Python runtime serves it too
 REQUEST_COUNT_SERIES = ":tensorflow:serving:request_count"

@@ -13,8 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_pools import Scheduling
-from components.metrics_collection import (
+from gpu_model_serving.components.metrics_collection import (
     CANARY_TRACK,
     METRICS_PATH,
     STABLE_TRACK,
@@ -23,13 +22,15 @@ from components.metrics_collection import (
     prometheus_adapter_rules,
     slo_alert_rules,
 )
-from components.runtime_profiles import (
+from gpu_model_serving.gpu_pools import Scheduling
+from gpu_model_serving.runtime_profiles import (
     GRPC_PORT,
     REST_PORT,
     SERVING_PORTS,
     RuntimeProfile,
     profile_for,
 )
+from gpu_model_serving.settings import GatewayRef, ServerSettings, Slot, other_slot
 from model_contract.contract import (
     ACCEPT_BREAKING_ANNOTATION,
     CONFIG_MAP_COMPONENT,
@@ -37,7 +38,6 @@ from model_contract.contract import (
     MODEL_VERSION_ANNOTATION,
     Contract,
 )
-from settings import GatewayRef, ServerSettings, Slot, other_slot
 
 MODELS_DIR = "/models"
 # Kubernetes' recommended label for "the current version of the application": the model version.
@@ -397,11 +397,7 @@ class ModelServer(pulumi.ComponentResource):
         account: k8s.core.v1.ServiceAccount,
         opts: pulumi.ResourceOptions,
     ) -> k8s.apps.v1.Deployment:
-        server = args.server
         selector = self._slot_labels(role.slot)
-        model_status = k8s.core.v1.HTTPGetActionArgs(
-            path=f"/v1/models/{server.model_name}", port="http"
-        )
         # The contract on the Deployment, not its pod template: a new model comes with a new
         # image, which rolls the pods already. The version is on the pods too (the standard
         # label, not in the selector): `kubectl get pods -L app.kubernetes.io/version` and the
@@ -413,7 +409,7 @@ class ModelServer(pulumi.ComponentResource):
             MODEL_VERSION_ANNOTATION: str(role.contract.version),
             CONTRACT_ANNOTATION: role.contract.fingerprint,
             TRACK_ANNOTATION: role.track,
-            AWAIT_TIMEOUT_ANNOTATION: str(rollout_await_seconds(server)),
+            AWAIT_TIMEOUT_ANNOTATION: str(rollout_await_seconds(args.server)),
         }
         return k8s.apps.v1.Deployment(
             f"{self._slot_resource_name(role.slot)}-deployment",
@@ -424,7 +420,7 @@ class ModelServer(pulumi.ComponentResource):
                 revision_history_limit=5,
                 # A model that never loads stalls the rollout; the old pods keep serving and
                 # the controller marks it ProgressDeadlineExceeded (rollout_await_seconds).
-                progress_deadline_seconds=server.progress_deadline_seconds,
+                progress_deadline_seconds=args.server.progress_deadline_seconds,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate", rolling_update=self._rolling_update
@@ -442,88 +438,93 @@ class ModelServer(pulumi.ComponentResource):
                             "prometheus.io/path": METRICS_PATH,
                         },
                     ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        enable_service_links=False,
-                        node_selector=dict(args.scheduling.node_selector),
-                        tolerations=[t.args() for t in args.scheduling.tolerations],
-                        # Across zones (a regional pool) and then nodes, preferred rather than
-                        # required: a GPU pod that cannot be spread still beats no pod.
-                        topology_spread_constraints=[
-                            k8s.core.v1.TopologySpreadConstraintArgs(
-                                max_skew=1,
-                                topology_key=topology_key,
-                                when_unsatisfiable="ScheduleAnyway",
-                                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                            )
-                            for topology_key in SPREAD_TOPOLOGY_KEYS
-                        ],
-                        termination_grace_period_seconds=server.pre_stop_sleep_seconds
-                        + server.shutdown_timeout_seconds
-                        + GRACE_MARGIN_SECONDS,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=SERVER_UID,
-                            run_as_group=SERVER_UID,
-                            fs_group=SERVER_UID,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="server",
-                                image=role.image_ref,
-                                image_pull_policy="IfNotPresent",
-                                env=[
-                                    k8s.core.v1.EnvVarArgs(name=k, value=v)
-                                    for k, v in container_env(
-                                        server, self._profile, role.contract.signature
-                                    ).items()
-                                ],
-                                ports=[
-                                    k8s.core.v1.ContainerPortArgs(
-                                        name=port_name, container_port=port, protocol="TCP"
-                                    )
-                                    for port_name, port in SERVING_PORTS.items()
-                                ],
-                                resources=self._resources(server, args.scheduling),
-                                startup_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=model_status,
-                                    period_seconds=PROBE_PERIOD_SECONDS,
-                                    timeout_seconds=2,
-                                    failure_threshold=math.ceil(
-                                        server.startup_timeout_seconds / PROBE_PERIOD_SECONDS
-                                    ),
-                                ),
-                                readiness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=model_status,
-                                    period_seconds=PROBE_PERIOD_SECONDS,
-                                    timeout_seconds=2,
-                                    failure_threshold=2,
-                                ),
-                                liveness_probe=self._profile.liveness,
-                                lifecycle=self._lifecycle(server),
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    run_as_non_root=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")
-                                ],
-                            )
-                        ],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="tmp",
-                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi"),
-                            )
-                        ],
-                    ),
+                    spec=self._pod_spec(role, args, account, selector),
                 ),
             ),
             opts=opts,
+        )
+
+    def _pod_spec(
+        self,
+        role: SlotRole,
+        args: ModelServerArgs,
+        account: k8s.core.v1.ServiceAccount,
+        selector: dict[str, str],
+    ) -> k8s.core.v1.PodSpecArgs:
+        server = args.server
+        return k8s.core.v1.PodSpecArgs(
+            service_account_name=account.metadata.name,
+            automount_service_account_token=False,
+            enable_service_links=False,
+            node_selector=dict(args.scheduling.node_selector),
+            tolerations=[t.args() for t in args.scheduling.tolerations],
+            # Across zones (a regional pool) and then nodes, preferred rather than required:
+            # a GPU pod that cannot be spread still beats no pod.
+            topology_spread_constraints=[
+                k8s.core.v1.TopologySpreadConstraintArgs(
+                    max_skew=1,
+                    topology_key=topology_key,
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                )
+                for topology_key in SPREAD_TOPOLOGY_KEYS
+            ],
+            termination_grace_period_seconds=server.pre_stop_sleep_seconds
+            + server.shutdown_timeout_seconds
+            + GRACE_MARGIN_SECONDS,
+            security_context=k8s.core.v1.PodSecurityContextArgs(
+                run_as_non_root=True,
+                run_as_user=SERVER_UID,
+                run_as_group=SERVER_UID,
+                fs_group=SERVER_UID,
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+            ),
+            containers=[self._container(role, args)],
+            volumes=[
+                k8s.core.v1.VolumeArgs(
+                    name="tmp",
+                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi"),
+                )
+            ],
+        )
+
+    def _container(self, role: SlotRole, args: ModelServerArgs) -> k8s.core.v1.ContainerArgs:
+        server = args.server
+        model_status = k8s.core.v1.HTTPGetActionArgs(
+            path=f"/v1/models/{server.model_name}", port="http"
+        )
+        env = container_env(server, self._profile, role.contract.signature)
+        return k8s.core.v1.ContainerArgs(
+            name="server",
+            image=role.image_ref,
+            image_pull_policy="IfNotPresent",
+            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
+            ports=[
+                k8s.core.v1.ContainerPortArgs(name=port_name, container_port=port, protocol="TCP")
+                for port_name, port in SERVING_PORTS.items()
+            ],
+            resources=self._resources(server, args.scheduling),
+            startup_probe=k8s.core.v1.ProbeArgs(
+                http_get=model_status,
+                period_seconds=PROBE_PERIOD_SECONDS,
+                timeout_seconds=2,
+                failure_threshold=math.ceil(server.startup_timeout_seconds / PROBE_PERIOD_SECONDS),
+            ),
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=model_status,
+                period_seconds=PROBE_PERIOD_SECONDS,
+                timeout_seconds=2,
+                failure_threshold=2,
+            ),
+            liveness_probe=self._profile.liveness,
+            lifecycle=self._lifecycle(server),
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                run_as_non_root=True,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+            ),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         )
 
     @staticmethod

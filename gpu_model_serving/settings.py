@@ -17,8 +17,15 @@ from typing import Any, Literal, cast
 
 import pulumi
 
-from components.gpu_pools import GpuPoolSettings, read_gpu_pool
-from config_reader import DIGEST_PINNED_IMAGE, DNS_LABEL, ConfigError, Quantity, Reader, is_cidr
+from gpu_model_serving.config_reader import (
+    DIGEST_PINNED_IMAGE,
+    DNS_LABEL,
+    ConfigError,
+    Quantity,
+    Reader,
+    is_cidr,
+)
+from gpu_model_serving.gpu_pools import GpuPoolSettings, read_gpu_pool
 from model_contract.contract import Contract
 from model_contract.repository import ModelRepositoryError, versions
 from model_contract.saved_model import SavedModelError, read_signatures
@@ -39,12 +46,14 @@ InferenceEngine = Literal["tflite", "session"]
 SERVING_RUNTIMES: tuple[ServingRuntime, ...] = ("python", "tensorflow-serving")
 # The python runtime's INFERENCE_ENGINE values (model/serving/config.py; a test holds them equal).
 INFERENCE_ENGINES: tuple[InferenceEngine, ...] = ("tflite", "session")
+# Relative model paths are the project's (where Pulumi.yaml is), whatever the working directory.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The knobs both serving runtimes read from their environment, with the range each runtime
 # accepts (model/serving/limits.json): the stack's keys for them are held to the same range.
 RUNTIME_LIMITS: Mapping[str, Mapping[str, int | str]] = {
     str(limit["stackKey"]): limit
     for name, limit in json.loads(
-        (Path(__file__).parent / "model" / "serving" / "limits.json").read_text()
+        (PROJECT_DIR / "model" / "serving" / "limits.json").read_text()
     ).items()
     if not name.startswith("_")
 }
@@ -66,8 +75,6 @@ _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{16}$")
 _GATEWAY_NAME = re.compile(
     r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 )
-# Relative model paths are the project's (where Pulumi.yaml is), whatever the working directory.
-PROJECT_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_pools import GpuPool, Scheduling
+from gpu_model_serving.gpu_pools import GpuPool, Scheduling
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import assert_never
 
 import pulumi_kubernetes as k8s
 
-from settings import ServerSettings, ServingRuntime
+from gpu_model_serving.settings import ServerSettings, ServingRuntime
 
 REST_PORT = 8501
 GRPC_PORT = 8500

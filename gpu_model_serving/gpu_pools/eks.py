@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_pools.common import (
+from gpu_model_serving.config_reader import DIGEST_PINNED_IMAGE, Reader
+from gpu_model_serving.gpu_pools.common import (
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
     GPU_TOLERATION,
@@ -18,7 +19,6 @@ from components.gpu_pools.common import (
     Scheduling,
     require,
 )
-from config_reader import DIGEST_PINNED_IMAGE, Reader
 
 if TYPE_CHECKING:
     import pulumi_aws as aws

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, assert_never
 
-from components.gpu_pools import eks, existing, gke
-from components.gpu_pools.common import GpuPool, Scheduling, read_shape
-from config_reader import Reader
+from gpu_model_serving.config_reader import Reader
+from gpu_model_serving.gpu_pools import eks, existing, gke
+from gpu_model_serving.gpu_pools.common import GpuPool, Scheduling, read_shape
 
 PoolProvider = Literal["existing", "gke", "eks"]
 POOL_PROVIDERS: tuple[PoolProvider, ...] = ("existing", "gke", "eks")

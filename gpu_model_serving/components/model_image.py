@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker_build as docker_build
 
-from components.runtime_profiles import profile_for
-from settings import ImageSettings
+from gpu_model_serving.runtime_profiles import profile_for
+from gpu_model_serving.settings import ImageSettings
 
 # Build arguments of model/Dockerfile (see model/README.md, "Image").
 VARIANT_BUILD_ARG = "VARIANT"

@@ -9,14 +9,14 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_pools.common import (
+from gpu_model_serving.config_reader import Reader
+from gpu_model_serving.gpu_pools.common import (
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
     PoolShape,
     Scheduling,
     require,
 )
-from config_reader import Reader
 
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 NODEPOOL_LABEL = "cloud.google.com/gke-nodepool"

@@ -8,8 +8,8 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_pools.common import PoolShape, Scheduling
-from config_reader import LABEL_KEY, LABEL_VALUE, Reader
+from gpu_model_serving.config_reader import LABEL_KEY, LABEL_VALUE, Reader
+from gpu_model_serving.gpu_pools.common import PoolShape, Scheduling
 
 
 @dataclass(frozen=True)
