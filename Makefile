@@ -140,6 +140,8 @@ lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (wit
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy __main__.py gpu_model_serving model_contract engine policy review \
 	  tests/unit tests/image tests/cluster tests/engine tests/metrics bench/engine_bench.py bench/rollout_bench.py
+	# A second program has its own __main__ module: checked on its own.
+	$(VENV)/bin/mypy examples/model-server
 	# MYPYPATH: the model tests check the stdlib contract reader (model_contract/) against TensorFlow.
 	cd model && MYPYPATH=.. .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
 	  ../bench/serving_bench.py ../bench/app_cost.py ../bench/flask_baseline.py \

@@ -1,4 +1,4 @@
-"""The model serving stack: settings -> image, GPU pool, server -> outputs."""
+"""The model serving stack: settings -> args (stack_args) -> image, GPU pool, server -> outputs."""
 
 import os
 from pathlib import Path
@@ -8,10 +8,11 @@ import yaml
 
 from gpu_model_serving import stack_outputs
 from gpu_model_serving.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-from gpu_model_serving.components.kubernetes_provider import kubernetes_provider
-from gpu_model_serving.components.model_image import ModelImage, ModelImageArgs
-from gpu_model_serving.components.model_server import CanaryArgs, ModelServer, ModelServerArgs
-from gpu_model_serving.settings import ConfigError, Slot, load_settings, other_slot
+from gpu_model_serving.components.model_image import ModelImage
+from gpu_model_serving.components.model_server import CanaryArgs, ModelServer, Slot, other_slot
+from gpu_model_serving.kubernetes_provider import kubernetes_provider
+from gpu_model_serving.settings import ConfigError, load_settings
+from gpu_model_serving.stack_args import model_image_args, model_server_args
 
 # A property of the machine running the build (a TLS-intercepting proxy), not of the stack,
 # so it comes from the environment: the path of a PEM bundle the image build should trust.
@@ -41,28 +42,12 @@ except ConfigError as error:
 provider = kubernetes_provider("kubernetes", settings.kubernetes)
 
 
-def model_context(version_dir: Path) -> str:
-    """The served version's directory as the build reads it: relative to the project when it is
-    inside (state stays portable between checkouts), else absolute."""
-    project = Path(__file__).resolve().parent
-    return str(
-        version_dir.relative_to(project) if version_dir.is_relative_to(project) else version_dir
-    )
-
-
 def slot_image(slot: Slot, version_dir: Path, version: int) -> ModelImage:
     """The image of one fixed slot (a keeps the URN the single image always had): an image
     stays with its slot, so a promotion that flips the slots' roles rebuilds nothing."""
     return ModelImage(
         "model-image" if slot == "a" else "model-image-b",
-        ModelImageArgs(
-            image=settings.image,
-            context_dir="model",
-            model_name=settings.server.model_name,
-            model_version=version,
-            model_dir=model_context(version_dir),
-            ca_bundle=build_ca_bundle(),
-        ),
+        model_image_args(settings, version_dir, version, build_ca_bundle()),
     )
 
 
@@ -87,19 +72,7 @@ gpu_pool = GpuNodePool(
 )
 server = ModelServer(
     "model-server",
-    ModelServerArgs(
-        server=settings.server,
-        namespace=settings.kubernetes.namespace,
-        create_namespace=settings.kubernetes.create_namespace,
-        pod_security_version=settings.kubernetes.pod_security_version,
-        image_ref=image_ref,
-        scheduling=gpu_pool.scheduling,
-        cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
-        contract=model.contract,
-        accept_breaking_contract=model.accept_breaking,
-        stable_slot=model.stable_slot,
-        canary=canary,
-    ),
+    model_server_args(settings, image_ref, gpu_pool.scheduling, canary),
     # Pods only schedule once the pool exists.
     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[gpu_pool]),
 )

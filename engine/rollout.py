@@ -22,7 +22,8 @@ from pulumi import automation as auto
 from engine import driver
 from engine.canary_analysis import Prometheus, Verdict, analyse
 from engine.stack_file import declared_settings, write_config
-from gpu_model_serving.settings import Settings, other_slot
+from gpu_model_serving.components.model_server import other_slot
+from gpu_model_serving.settings import Settings
 
 Outcome = Literal["promoted", "rolled back", "no verdict"]
 CANARY_KEYS = ("canaryModelVersion", "canaryWeight")

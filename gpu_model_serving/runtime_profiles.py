@@ -5,18 +5,22 @@ the same knobs from their environment (MODEL_NAME, PORT, GRPC_PORT, MAX_BATCH_SI
 BATCH_TIMEOUT_MICROS, DRAIN_TIMEOUT_SECONDS: model/serving/limits.json), so probes, the Service,
 the NetworkPolicy and clients do not change with the runtime.
 What does is here. A profile has no defaults, so it cannot leave a part out, and `profile_for`
-matches every ServingRuntime: a runtime added to settings without a profile fails mypy.
+matches every ServingRuntime: a runtime added here without a profile fails mypy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Literal, assert_never
 
 import pulumi_kubernetes as k8s
 
-from gpu_model_serving.settings import ServerSettings, ServingRuntime
+ServingRuntime = Literal["python", "tensorflow-serving"]
+SERVING_RUNTIMES: tuple[ServingRuntime, ...] = ("python", "tensorflow-serving")
+# How the Python runtime runs the model: TFLite's interpreter, or the TF Session (every op).
+InferenceEngine = Literal["tflite", "session"]
+INFERENCE_ENGINES: tuple[InferenceEngine, ...] = ("tflite", "session")
 
 REST_PORT = 8501
 GRPC_PORT = 8500
@@ -32,8 +36,8 @@ class RuntimeProfile:
     """Build argument that replaces the stage's base image (imageBaseImage)."""
     env: Mapping[str, str]
     """Environment only this runtime reads, beside the shared knobs."""
-    env_from_settings: Callable[[ServerSettings], Mapping[str, str]]
-    """The stack's settings only this runtime reads, as environment."""
+    env_for: Callable[[int, InferenceEngine], Mapping[str, str]]
+    """The knobs only this runtime reads (serving processes, inference engine), as environment."""
     liveness: k8s.core.v1.ProbeArgs
     """How the kubelet tells a hung server from a live one."""
 
@@ -43,9 +47,9 @@ PYTHON = RuntimeProfile(
     base_image_build_arg="PYTHON_BASE",
     # The pod's own network namespace: the Service and the probes need the pod IP.
     env={"HOST": "0.0.0.0"},
-    env_from_settings=lambda server: {
-        "SERVING_PROCESSES": str(server.serving_processes),
-        "INFERENCE_ENGINE": server.inference_engine,
+    env_for=lambda processes, engine: {
+        "SERVING_PROCESSES": str(processes),
+        "INFERENCE_ENGINE": engine,
     },
     liveness=k8s.core.v1.ProbeArgs(
         http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
@@ -59,7 +63,7 @@ TENSORFLOW_SERVING = RuntimeProfile(
     dockerfile_target="tensorflow-serving",
     base_image_build_arg="TFSERVING_BASE",
     env={},
-    env_from_settings=lambda server: {},
+    env_for=lambda _processes, _engine: {},
     # TF Serving has no liveness endpoint; an open REST port is its sign of life.
     liveness=k8s.core.v1.ProbeArgs(
         tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),

@@ -13,10 +13,35 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import pulumi
 
+from gpu_model_serving.components.metrics_collection import (
+    CUSTOM_METRICS_ADAPTERS,
+    METRICS_COLLECTORS,
+    MetricsCollection,
+    Slo,
+)
+from gpu_model_serving.components.model_image import (
+    BUILD_NETWORKS,
+    CACHE_MODES,
+    IMAGE_VARIANTS,
+    REGISTRY_AUTHS,
+    BuildNetwork,
+    CacheMode,
+    ImageVariant,
+    RegistryAuth,
+)
+from gpu_model_serving.components.model_server import (
+    HPA_METRICS,
+    SERVICE_TYPES,
+    SLOTS,
+    Autoscaling,
+    GatewayRef,
+    ServiceType,
+    Slot,
+)
 from gpu_model_serving.config_reader import (
     DIGEST_PINNED_IMAGE,
     DNS_LABEL,
@@ -26,26 +51,20 @@ from gpu_model_serving.config_reader import (
     is_cidr,
 )
 from gpu_model_serving.gpu_pools import GpuPoolSettings, read_gpu_pool
+from gpu_model_serving.runtime_profiles import (
+    INFERENCE_ENGINES,
+    SERVING_RUNTIMES,
+    InferenceEngine,
+    ServingRuntime,
+)
 from model_contract.contract import Contract
 from model_contract.repository import ModelRepositoryError, versions
 from model_contract.saved_model import SavedModelError, read_signatures
 
 __all__ = ["ConfigError", "GpuPoolSettings", "Quantity", "Settings", "load_settings"]
 
-ServingRuntime = Literal["python", "tensorflow-serving"]
-ImageVariant = Literal["cpu", "gpu"]
-RegistryAuth = Literal["none", "basic", "gcp", "ecr"]
-CacheMode = Literal["inline", "registry", "none"]
-BuildNetwork = Literal["default", "host", "none"]
-HpaMetric = Literal["cpu", "requests"]
-MetricsCollector = Literal["none", "prometheus-operator", "gke-managed-prometheus"]
-CustomMetricsAdapter = Literal["none", "prometheus-adapter"]
-ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
-InferenceEngine = Literal["tflite", "session"]
 
-SERVING_RUNTIMES: tuple[ServingRuntime, ...] = ("python", "tensorflow-serving")
 # The python runtime's INFERENCE_ENGINE values (model/serving/config.py; a test holds them equal).
-INFERENCE_ENGINES: tuple[InferenceEngine, ...] = ("tflite", "session")
 # Relative model paths are the project's (where Pulumi.yaml is), whatever the working directory.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The knobs both serving runtimes read from their environment, with the range each runtime
@@ -114,14 +133,6 @@ class ImageSettings:
         return f"{self.registry}/{self.repository}"
 
 
-Slot = Literal["a", "b"]
-SLOTS: tuple[Slot, ...] = ("a", "b")
-
-
-def other_slot(slot: Slot) -> Slot:
-    return "b" if slot == "a" else "a"
-
-
 @dataclass(frozen=True)
 class CanarySettings:
     """A second model version served beside stable, in the slot stable is not in."""
@@ -162,28 +173,6 @@ class ResourceSettings:
 
 
 @dataclass(frozen=True)
-class AutoscalingSettings:
-    min_replicas: int
-    max_replicas: int
-    metric: HpaMetric
-    target_cpu_utilization: int
-    target_requests_per_second: int
-    requests_metric_name: str
-    scale_down_stabilization_seconds: int
-
-
-@dataclass(frozen=True)
-class SloSettings:
-    """What the servers promise, judged on their own request series: the alert rules fire on
-    it (and a canary is judged by it)."""
-
-    max_error_ratio: float
-    """Server errors (not a client's bad request) per request, over the alert window."""
-    max_p99_latency_ms: int
-    """99th percentile of the servers' own request time."""
-
-
-@dataclass(frozen=True)
 class RolloutSettings:
     """How `make rollout` walks a canary to all traffic, and what it judges each step by: the
     canary's own request series against the bounds and against stable's."""
@@ -216,35 +205,13 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
-class MetricsSettings:
-    """Who scrapes the server's metrics, and what turns them into the HPA's request rate."""
-
-    collector: MetricsCollector
-    """prometheus-operator (a ServiceMonitor) or gke-managed-prometheus (a PodMonitoring)."""
-    scrape_namespaces: tuple[str, ...]
-    """Namespaces the scraper runs in: the NetworkPolicy lets them reach the metrics port."""
-    scrape_interval_seconds: int
-    monitor_labels: Mapping[str, str]
-    """Extra labels on the monitor object, for a Prometheus that selects monitors by label."""
-    custom_metrics_adapter: CustomMetricsAdapter
-    """What serves hpaRequestsMetricName through the custom metrics API."""
-    slo: SloSettings
-
-
-@dataclass(frozen=True)
-class GatewayRef:
-    namespace: str
-    name: str
-
-
-@dataclass(frozen=True)
 class ServerSettings:
     """The Kubernetes objects that serve the model."""
 
     model_name: str
     runtime: ServingRuntime
     resources: ResourceSettings
-    autoscaling: AutoscalingSettings
+    autoscaling: Autoscaling
     pdb_max_unavailable: int
     startup_timeout_seconds: int
     progress_deadline_seconds: int
@@ -260,7 +227,7 @@ class ServerSettings:
     allowed_ingress_namespaces: tuple[str, ...]
     allowed_ingress_cidrs: tuple[str, ...]
     allowed_egress_cidrs: tuple[str, ...]
-    metrics: MetricsSettings
+    metrics: MetricsCollection
     gateway: GatewayRef | None = None
     """The Gateway whose HTTPRoute splits traffic by weight (gatewayName); None: by replicas."""
 
@@ -322,7 +289,7 @@ def _kubernetes(r: Reader) -> KubernetesSettings:
 
 
 def _image(r: Reader, runtime: ServingRuntime) -> ImageSettings:
-    auth = r.choice("registryAuth", cast(tuple[RegistryAuth, ...], ("none", "basic", "gcp", "ecr")))
+    auth = r.choice("registryAuth", REGISTRY_AUTHS)
     username = r.optional_text("registryUsername")
     password = r.secret("registryPassword")
     if auth == "basic" and username is None:
@@ -331,7 +298,7 @@ def _image(r: Reader, runtime: ServingRuntime) -> ImageSettings:
         r.problem("registryPassword", "", "must be set (as a secret) when registryAuth is basic")
     return ImageSettings(
         runtime=runtime,
-        variant=r.choice("imageVariant", cast(tuple[ImageVariant, ...], ("cpu", "gpu"))),
+        variant=r.choice("imageVariant", IMAGE_VARIANTS),
         registry=r.text("registry", _REGISTRY_HOST, "must be a registry host[:port]"),
         repository=r.text(
             "imageRepository", _REPOSITORY, "must be lower-case path components like team/model"
@@ -339,13 +306,9 @@ def _image(r: Reader, runtime: ServingRuntime) -> ImageSettings:
         tag=r.text("imageTag", _TAG, "must be a Docker tag (letters, digits, _ . -; ≤ 128)"),
         base_image=r.optional_text("imageBaseImage"),
         platform=r.text("imagePlatform", _PLATFORM, "must be linux/amd64 or linux/arm64"),
-        build_network=r.choice(
-            "imageBuildNetwork", cast(tuple[BuildNetwork, ...], ("default", "host", "none"))
-        ),
+        build_network=r.choice("imageBuildNetwork", BUILD_NETWORKS),
         builder=r.optional_text("imageBuilder", _BUILDER_NAME, "must be a buildx builder name"),
-        cache_mode=r.choice(
-            "imageCacheMode", cast(tuple[CacheMode, ...], ("inline", "registry", "none"))
-        ),
+        cache_mode=r.choice("imageCacheMode", CACHE_MODES),
         build_on_preview=r.boolean("imageBuildOnPreview"),
         registry_auth=auth,
         registry_username=username,
@@ -386,10 +349,10 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
         model_name=r.text("modelName", DNS_LABEL, "must be a DNS label (lower case, digits, '-')"),
         runtime=runtime,
         resources=resources,
-        autoscaling=AutoscalingSettings(
+        autoscaling=Autoscaling(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
-            metric=r.choice("hpaMetric", cast(tuple[HpaMetric, ...], ("cpu", "requests"))),
+            metric=r.choice("hpaMetric", HPA_METRICS),
             target_cpu_utilization=r.integer("hpaTargetCpuUtilization", minimum=1, maximum=100),
             target_requests_per_second=r.integer("hpaTargetRequestsPerSecond", minimum=1),
             requests_metric_name=r.text(
@@ -408,9 +371,7 @@ def _server(r: Reader, runtime: ServingRuntime) -> ServerSettings:
         batch_timeout_micros=_runtime_knob(r, "batchTimeoutMicros"),
         serving_processes=_runtime_knob(r, "servingProcesses"),
         inference_engine=r.choice("inferenceEngine", INFERENCE_ENGINES),
-        service_type=r.choice(
-            "serviceType", cast(tuple[ServiceType, ...], ("ClusterIP", "NodePort", "LoadBalancer"))
-        ),
+        service_type=r.choice("serviceType", SERVICE_TYPES),
         allowed_ingress_namespaces=r.strings(
             "allowedIngressNamespaces", lambda n: bool(DNS_LABEL.match(n)), "must be a namespace"
         ),
@@ -533,25 +494,16 @@ def _served_version(r: Reader, key: str, repo: _Repository) -> tuple[Path, Contr
     return directory, Contract(repo.model_name, served, repo.signature, signatures)
 
 
-def _metrics(r: Reader) -> MetricsSettings:
-    metrics = MetricsSettings(
-        collector=r.choice(
-            "metricsCollector",
-            cast(
-                tuple[MetricsCollector, ...],
-                ("none", "prometheus-operator", "gke-managed-prometheus"),
-            ),
-        ),
+def _metrics(r: Reader) -> MetricsCollection:
+    metrics = MetricsCollection(
+        collector=r.choice("metricsCollector", METRICS_COLLECTORS),
         scrape_namespaces=r.strings(
             "metricsScrapeNamespaces", lambda n: bool(DNS_LABEL.match(n)), "must be a namespace"
         ),
         scrape_interval_seconds=r.integer("metricsScrapeIntervalSeconds", minimum=5, maximum=300),
         monitor_labels=r.labels("metricsMonitorLabels"),
-        custom_metrics_adapter=r.choice(
-            "customMetricsAdapter",
-            cast(tuple[CustomMetricsAdapter, ...], ("none", "prometheus-adapter")),
-        ),
-        slo=SloSettings(
+        custom_metrics_adapter=r.choice("customMetricsAdapter", CUSTOM_METRICS_ADAPTERS),
+        slo=Slo(
             max_error_ratio=r.fraction("sloMaxErrorRatio"),
             max_p99_latency_ms=r.integer("sloMaxP99LatencyMs", minimum=1, maximum=600_000),
         ),
@@ -597,7 +549,7 @@ def _check_serving_processes(r: Reader, image: ImageSettings, server: ServerSett
         )
 
 
-def _rollout(r: Reader, metrics: MetricsSettings) -> RolloutSettings:
+def _rollout(r: Reader, metrics: MetricsCollection) -> RolloutSettings:
     rollout = RolloutSettings(
         steps=r.integers("canarySteps", minimum=1, maximum=100),
         analysis_window_seconds=r.integer("canaryAnalysisWindowSeconds", minimum=10, maximum=3600),

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, assert_never
+from dataclasses import dataclass, field
+from typing import Any, Literal, assert_never
 
-from gpu_model_serving.settings import MetricsCollector, SloSettings
+MetricsCollector = Literal["none", "prometheus-operator", "gke-managed-prometheus"]
+METRICS_COLLECTORS: tuple[MetricsCollector, ...] = (
+    "none",
+    "prometheus-operator",
+    "gke-managed-prometheus",
+)
+CustomMetricsAdapter = Literal["none", "prometheus-adapter"]
+CUSTOM_METRICS_ADAPTERS: tuple[CustomMetricsAdapter, ...] = ("none", "prometheus-adapter")
 
 METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's; the Python runtime serves it too
 REQUEST_COUNT_SERIES = ":tensorflow:serving:request_count"
@@ -38,6 +45,35 @@ CANARY_ALERT_LATENCY_RATIO = 3.24
 # The window the adapter takes the rate over: four scrapes at the longest usual interval, so a
 # missed scrape does not drop the metric.
 RATE_WINDOW = "2m"
+
+
+@dataclass(frozen=True)
+class Slo:
+    """What the servers promise, judged on their own request series: the alert rules fire on
+    it (and a canary is judged by it)."""
+
+    max_error_ratio: float = 0.01
+    """Server errors (not a client's bad request) per request, over the alert window."""
+    max_p99_latency_ms: int = 500
+    """99th percentile of the servers' own request time."""
+
+
+@dataclass(frozen=True)
+class MetricsCollection:
+    """Who scrapes the servers' metrics, and what turns them into the HPA's request rate."""
+
+    collector: MetricsCollector = "none"
+    """prometheus-operator (a ServiceMonitor) or gke-managed-prometheus (a PodMonitoring)."""
+    scrape_namespaces: tuple[str, ...] = ()
+    """Namespaces the scraper runs in: the NetworkPolicy lets them reach the metrics port."""
+    scrape_interval_seconds: int = 15
+    """How often the monitor has the servers scraped."""
+    monitor_labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra labels on the monitor object, for a Prometheus that selects monitors by label."""
+    custom_metrics_adapter: CustomMetricsAdapter = "none"
+    """What serves the HPA's request-rate metric through the custom metrics API."""
+    slo: Slo = field(default_factory=Slo)
+    """The bounds the SLO alert rules hold the servers to."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +215,7 @@ def p99_latency_ms(matchers: str, window: str) -> str:
     )
 
 
-def slo_alert_rules(
-    namespace: str, model_name: str, deployment: str, slo: SloSettings
-) -> dict[str, Any]:
+def slo_alert_rules(namespace: str, model_name: str, deployment: str, slo: Slo) -> dict[str, Any]:
     """A Prometheus rule file (`groups:`, also the spec of a PrometheusRule or a managed Rules)
     with the servers' SLO alerts: the error ratio and the
     p99 latency from the servers' own request series, and no available replica from

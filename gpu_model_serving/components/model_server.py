@@ -1,14 +1,17 @@
 """ModelServer: the Kubernetes objects that serve the model on the GPU pool.
 
 What differs between the serving runtimes (image stage, environment, liveness) comes from their
-profile (components/runtime_profiles.py); everything else is the same for both.
+profile (runtime_profiles.py); everything else is the same for both. The component reads no
+stack config: any Pulumi program can declare one from ModelServerArgs (__main__.py maps this
+project's settings to them). Values that only reach a resource are `pulumi.Input`s; the ones
+the component decides with (counts, choices, names it derives others from) are plain.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,6 +20,7 @@ from gpu_model_serving.components.metrics_collection import (
     CANARY_TRACK,
     METRICS_PATH,
     STABLE_TRACK,
+    MetricsCollection,
     collector_kinds,
     monitor_spec,
     prometheus_adapter_rules,
@@ -27,10 +31,11 @@ from gpu_model_serving.runtime_profiles import (
     GRPC_PORT,
     REST_PORT,
     SERVING_PORTS,
+    InferenceEngine,
     RuntimeProfile,
+    ServingRuntime,
     profile_for,
 )
-from gpu_model_serving.settings import GatewayRef, ServerSettings, Slot, other_slot
 from model_contract.contract import (
     ACCEPT_BREAKING_ANNOTATION,
     CONFIG_MAP_COMPONENT,
@@ -61,6 +66,54 @@ TRACK_ANNOTATION = "gpu-model-serving/track"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 HTTP_ROUTE_CRD = "httproutes.gateway.networking.k8s.io"
 
+Slot = Literal["a", "b"]
+SLOTS: tuple[Slot, ...] = ("a", "b")
+HpaMetric = Literal["cpu", "requests"]
+HPA_METRICS: tuple[HpaMetric, ...] = ("cpu", "requests")
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+SERVICE_TYPES: tuple[ServiceType, ...] = ("ClusterIP", "NodePort", "LoadBalancer")
+
+
+def other_slot(slot: Slot) -> Slot:
+    return "b" if slot == "a" else "a"
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    """A Gateway API Gateway an HTTPRoute attaches to."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ServerResources:
+    """What each server pod requests and may use, as Kubernetes quantities."""
+
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "2Gi"
+    memory_limit: str = "4Gi"
+    ephemeral_storage_request: str = "512Mi"
+    ephemeral_storage_limit: str = "1Gi"
+    gpu_count: int = 1
+    """GPUs per pod, of the pool's GPU resource; 0 runs on CPU."""
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """The HorizontalPodAutoscaler's bounds, metric and pace."""
+
+    min_replicas: int = 1
+    max_replicas: int = 2
+    metric: HpaMetric = "cpu"
+    """cpu utilisation, or the per-pod request rate (requests_metric_name)."""
+    target_cpu_utilization: int = 70
+    target_requests_per_second: int = 50
+    requests_metric_name: str = "tensorflow_serving_requests_per_second"
+    """The custom metric the adapter serves as each pod's request rate."""
+    scale_down_stabilization_seconds: int = 300
+
 
 def canary_replicas(stable_replicas: int, weight: int) -> int:
     """Canary pods beside `stable_replicas` stable ones for `weight` % of one Service's traffic,
@@ -68,56 +121,84 @@ def canary_replicas(stable_replicas: int, weight: int) -> int:
     return max(1, round(stable_replicas * weight / (100 - weight)))
 
 
-def rollout_await_seconds(server: ServerSettings) -> int:
+def rollout_await_seconds(args: ModelServerArgs) -> int:
     """How long `up` waits for the rollout. The provider keeps waiting past the controller's
     ProgressDeadlineExceeded, so without this a model that never loads holds `up` for the
     provider's 10 minutes whatever the deadline. A healthy rollout makes progress at least once
     per deadline for each pod it replaces (at most hpaMaxReplicas), so it is never cut short."""
-    return server.progress_deadline_seconds * server.autoscaling.max_replicas
+    return args.progress_deadline_seconds * args.autoscaling.max_replicas
 
 
-def container_env(
-    server: ServerSettings, profile: RuntimeProfile, signature: str
-) -> dict[str, str]:
+def container_env(args: ModelServerArgs, profile: RuntimeProfile, signature: str) -> dict[str, str]:
     """The shared knobs both runtimes read (model/serving/limits.json), then the runtime's own.
     SIGNATURE_NAME is the Python runtime's default signature; TF Serving's is always
     serving_default, and its clients name any other."""
     return {
-        "MODEL_NAME": server.model_name,
-        "MODEL_BASE_PATH": f"{MODELS_DIR}/{server.model_name}",
+        "MODEL_NAME": args.model_name,
+        "MODEL_BASE_PATH": f"{MODELS_DIR}/{args.model_name}",
         "SIGNATURE_NAME": signature,
         "PORT": str(REST_PORT),
         "GRPC_PORT": str(GRPC_PORT),
-        "DRAIN_TIMEOUT_SECONDS": str(server.shutdown_timeout_seconds),
-        "MAX_BATCH_SIZE": str(server.max_batch_size),
-        "BATCH_TIMEOUT_MICROS": str(server.batch_timeout_micros),
+        "DRAIN_TIMEOUT_SECONDS": str(args.shutdown_timeout_seconds),
+        "MAX_BATCH_SIZE": str(args.max_batch_size),
+        "BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros),
         **profile.env,
-        **profile.env_from_settings(server),
+        **profile.env_for(args.serving_processes, args.inference_engine),
     }
 
 
 @dataclass(frozen=True)
 class ModelServerArgs:
-    server: ServerSettings
-    """Replicas, resources, autoscaling, probes timing, network sources."""
+    model_name: str
+    """The model's name: its URL (/v1/models/<name>) and its objects' names (<name>-args)."""
     namespace: str
     """Namespace of every object."""
-    create_namespace: bool
-    """Create the namespace (restricted Pod Security Standard enforced)."""
-    pod_security_version: str
-    """Version of the Pod Security Standards the namespace pins, e.g. v1.34."""
     image_ref: pulumi.Input[str]
-    """Image pinned by digest."""
-    scheduling: Scheduling
-    """Node selector, tolerations and GPU resource of the pool."""
-    cluster_reachable: bool
-    """False when rendering manifests: nothing can be looked up in a cluster."""
+    """The model server image, pinned by digest."""
     contract: Contract
     """The served model version's signatures, declared in a ConfigMap for clients and reviews."""
+    scheduling: Scheduling
+    """Node selector, tolerations and GPU resource of the pool (GpuNodePool.scheduling)."""
+    runtime: ServingRuntime = "python"
+    """The image's serving runtime: python or tensorflow-serving."""
+    resources: ServerResources = field(default_factory=ServerResources)
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    pdb_max_unavailable: int = 1
+    """Pods a voluntary disruption (a node drain) may take at once."""
+    startup_timeout_seconds: int = 300
+    """How long a pod may take to load the model before the kubelet restarts it."""
+    progress_deadline_seconds: int = 600
+    """How long a rollout may go without progress before it is failed (and `up` with it)."""
+    pre_stop_sleep_seconds: int = 10
+    """How long a stopping pod keeps serving while endpoints drop it."""
+    shutdown_timeout_seconds: int = 30
+    """How long the server drains requests in flight after SIGTERM."""
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 2000
+    serving_processes: int = 1
+    """Python runtime: server processes per pod."""
+    inference_engine: InferenceEngine = "tflite"
+    """Python runtime: TFLite's interpreter, or the TF Session."""
+    service_type: ServiceType = "ClusterIP"
+    allowed_ingress_namespaces: tuple[str, ...] = ()
+    """Namespaces whose pods may call the model, beside its own."""
+    allowed_ingress_cidrs: tuple[str, ...] = ()
+    """Address ranges outside the cluster that may call it (a load balancer's)."""
+    allowed_egress_cidrs: tuple[str, ...] = ()
+    """Where the servers may connect, beside DNS; none by default."""
+    metrics: MetricsCollection = field(default_factory=MetricsCollection)
+    gateway: GatewayRef | None = None
+    """A Gateway to split a canary's traffic by HTTPRoute weights; else by replica count."""
+    create_namespace: bool = True
+    """Create the namespace (restricted Pod Security Standard enforced)."""
+    pod_security_version: str = "v1.34"
+    """Version of the Pod Security Standards the namespace pins."""
+    cluster_reachable: bool = True
+    """False when rendering manifests: nothing can be looked up in a cluster."""
     accept_breaking_contract: str | None = None
     """The fingerprint of a breaking contract change the stack accepts (policy model-contract)."""
     stable_slot: Slot = "a"
-    """Which fixed Deployment serves stable: a is <model>-server, b is <model>-server-b."""
+    """Which fixed Deployment serves stable: a is <model>-args, b is <model>-server-b."""
     canary: CanaryArgs | None = None
     """A second model version in the other slot, with its share of traffic."""
 
@@ -177,23 +258,22 @@ class ModelServer(pulumi.ComponentResource):
         self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gpu-model-serving:serving:ModelServer", name, None, opts)
-        server = args.server
         self._name = name
-        self._model_name = server.model_name
+        self._model_name = args.model_name
         self._namespace = args.namespace
         # What every pod of the model carries, whichever slot: the Service, the NetworkPolicy
         # and the monitor select by these.
         self._labels = {
             "app.kubernetes.io/name": "model-server",
-            "app.kubernetes.io/part-of": server.model_name,
+            "app.kubernetes.io/part-of": args.model_name,
             "app.kubernetes.io/component": "inference",
             "app.kubernetes.io/managed-by": "pulumi",
         }
-        self._profile = profile_for(server.runtime)
+        self._profile = profile_for(args.runtime)
         self._canary_args = args.canary
         self.traffic_split = None
         roles = self._roles(args)
-        self._rolling_update = self._rollout(server, args.scheduling)
+        self._rolling_update = self._rollout(args, args.scheduling)
 
         namespace_dependency = (
             [self._namespace_object(name, args.pod_security_version)]
@@ -212,31 +292,31 @@ class ModelServer(pulumi.ComponentResource):
             role.track: self._deployment(role, args, account, after_contract) for role in roles
         }
         for role in roles:
-            self._autoscaler(role, server, deployments[role.track], child)
-            self._disruption_budget(role, server, child)
+            self._autoscaler(role, args, deployments[role.track], child)
+            self._disruption_budget(role, args, child)
         # After the Deployments: a Service whose selector changes must find the new pods ready.
         service = self._service(
             name,
-            server,
+            args,
             pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=list(deployments.values()))
             ),
         )
-        if server.gateway is not None:
-            self._http_route(roles, server.gateway, args.cluster_reachable, child)
-        self._network_policy(name, server, child)
+        if args.gateway is not None:
+            self._http_route(roles, args.gateway, args.cluster_reachable, child)
+        self._network_policy(name, args, child)
         self.slo_rules = slo_alert_rules(
             args.namespace,
-            server.model_name,
+            args.model_name,
             self._slot_object_name(args.stable_slot),
-            server.metrics.slo,
+            args.metrics.slo,
         )
-        self._collector_objects(name, server, roles, args.cluster_reachable, child)
+        self._collector_objects(name, args, roles, args.cluster_reachable, child)
         self.adapter_rules = (
             prometheus_adapter_rules(
-                args.namespace, server.model_name, server.autoscaling.requests_metric_name
+                args.namespace, args.model_name, args.autoscaling.requests_metric_name
             )
-            if server.metrics.custom_metrics_adapter == "prometheus-adapter"
+            if args.metrics.custom_metrics_adapter == "prometheus-adapter"
             else None
         )
 
@@ -249,7 +329,7 @@ class ModelServer(pulumi.ComponentResource):
             service.metadata.name,
             self._namespace,
             REST_PORT,
-            server.model_name,
+            args.model_name,
         )
         self.register_outputs(
             {
@@ -262,7 +342,7 @@ class ModelServer(pulumi.ComponentResource):
     def _roles(self, args: ModelServerArgs) -> list[SlotRole]:
         """Stable in its slot at the HPA's bounds; the canary, if any, in the other slot, with
         the capacity both need checked against the GPU pool."""
-        scaling = args.server.autoscaling
+        scaling = args.autoscaling
         stable = SlotRole(
             args.stable_slot,
             STABLE_TRACK,
@@ -274,7 +354,7 @@ class ModelServer(pulumi.ComponentResource):
         if args.canary is None:
             return [stable]
         weight = args.canary.weight
-        gateway = args.server.gateway
+        gateway = args.gateway
         if gateway is not None:
             # The route's weights split the traffic: the canary scales on its share like stable.
             low, high = scaling.min_replicas, scaling.max_replicas
@@ -307,7 +387,7 @@ class ModelServer(pulumi.ComponentResource):
     def _check_capacity(args: ModelServerArgs, stable: SlotRole, canary: SlotRole) -> None:
         """The canary's pods count against the GPU pool: at stable's minimum they must fit,
         or the canary never starts; at full scale they should, or some wait Pending."""
-        gpus = args.server.resources.gpu_count
+        gpus = args.resources.gpu_count
         fit = args.scheduling.pods_that_fit(gpus)
         if fit is None:
             return
@@ -409,7 +489,7 @@ class ModelServer(pulumi.ComponentResource):
             MODEL_VERSION_ANNOTATION: str(role.contract.version),
             CONTRACT_ANNOTATION: role.contract.fingerprint,
             TRACK_ANNOTATION: role.track,
-            AWAIT_TIMEOUT_ANNOTATION: str(rollout_await_seconds(args.server)),
+            AWAIT_TIMEOUT_ANNOTATION: str(rollout_await_seconds(args)),
         }
         return k8s.apps.v1.Deployment(
             f"{self._slot_resource_name(role.slot)}-deployment",
@@ -420,7 +500,7 @@ class ModelServer(pulumi.ComponentResource):
                 revision_history_limit=5,
                 # A model that never loads stalls the rollout; the old pods keep serving and
                 # the controller marks it ProgressDeadlineExceeded (rollout_await_seconds).
-                progress_deadline_seconds=args.server.progress_deadline_seconds,
+                progress_deadline_seconds=args.progress_deadline_seconds,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate", rolling_update=self._rolling_update
@@ -451,7 +531,6 @@ class ModelServer(pulumi.ComponentResource):
         account: k8s.core.v1.ServiceAccount,
         selector: dict[str, str],
     ) -> k8s.core.v1.PodSpecArgs:
-        server = args.server
         return k8s.core.v1.PodSpecArgs(
             service_account_name=account.metadata.name,
             automount_service_account_token=False,
@@ -469,8 +548,8 @@ class ModelServer(pulumi.ComponentResource):
                 )
                 for topology_key in SPREAD_TOPOLOGY_KEYS
             ],
-            termination_grace_period_seconds=server.pre_stop_sleep_seconds
-            + server.shutdown_timeout_seconds
+            termination_grace_period_seconds=args.pre_stop_sleep_seconds
+            + args.shutdown_timeout_seconds
             + GRACE_MARGIN_SECONDS,
             security_context=k8s.core.v1.PodSecurityContextArgs(
                 run_as_non_root=True,
@@ -489,11 +568,10 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     def _container(self, role: SlotRole, args: ModelServerArgs) -> k8s.core.v1.ContainerArgs:
-        server = args.server
         model_status = k8s.core.v1.HTTPGetActionArgs(
-            path=f"/v1/models/{server.model_name}", port="http"
+            path=f"/v1/models/{args.model_name}", port="http"
         )
-        env = container_env(server, self._profile, role.contract.signature)
+        env = container_env(args, self._profile, role.contract.signature)
         return k8s.core.v1.ContainerArgs(
             name="server",
             image=role.image_ref,
@@ -503,12 +581,12 @@ class ModelServer(pulumi.ComponentResource):
                 k8s.core.v1.ContainerPortArgs(name=port_name, container_port=port, protocol="TCP")
                 for port_name, port in SERVING_PORTS.items()
             ],
-            resources=self._resources(server, args.scheduling),
+            resources=self._resources(args, args.scheduling),
             startup_probe=k8s.core.v1.ProbeArgs(
                 http_get=model_status,
                 period_seconds=PROBE_PERIOD_SECONDS,
                 timeout_seconds=2,
-                failure_threshold=math.ceil(server.startup_timeout_seconds / PROBE_PERIOD_SECONDS),
+                failure_threshold=math.ceil(args.startup_timeout_seconds / PROBE_PERIOD_SECONDS),
             ),
             readiness_probe=k8s.core.v1.ProbeArgs(
                 http_get=model_status,
@@ -517,7 +595,7 @@ class ModelServer(pulumi.ComponentResource):
                 failure_threshold=2,
             ),
             liveness_probe=self._profile.liveness,
-            lifecycle=self._lifecycle(server),
+            lifecycle=self._lifecycle(args),
             security_context=k8s.core.v1.SecurityContextArgs(
                 allow_privilege_escalation=False,
                 read_only_root_filesystem=True,
@@ -529,20 +607,20 @@ class ModelServer(pulumi.ComponentResource):
 
     @staticmethod
     def _rollout(
-        server: ServerSettings, scheduling: Scheduling
+        args: ModelServerArgs, scheduling: Scheduling
     ) -> k8s.apps.v1.RollingUpdateDeploymentArgs:
         """Surge one pod, then retire one, so capacity never drops during a rollout: when the
         pool has room for a pod beyond hpaMaxReplicas. At a full pool the surge pod could never
         schedule and the rollout would stall until its deadline failed `up`; there one old pod
         goes first, and the preview says so."""
-        fit = scheduling.pods_that_fit(server.resources.gpu_count)
-        most = server.autoscaling.max_replicas
+        fit = scheduling.pods_that_fit(args.resources.gpu_count)
+        most = args.autoscaling.max_replicas
         if fit is None or fit > most:
             return k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0)
         pulumi.log.warn(
             f"rollouts replace pods one at a time without a surge pod: the GPU pool fits {fit} "
             f"pod(s) (gpuPoolMaxNodes {scheduling.max_nodes} * {scheduling.gpus_per_node} GPU(s) "
-            f"per node / gpuCount {server.resources.gpu_count}) and hpaMaxReplicas is {most}, "
+            f"per node / gpuCount {args.resources.gpu_count}) and hpaMaxReplicas is {most}, "
             f"so at full scale a rollout runs one pod short; raise gpuPoolMaxNodes so the pool "
             f"fits {most + 1} for rollouts at full capacity"
         )
@@ -550,18 +628,18 @@ class ModelServer(pulumi.ComponentResource):
 
     @staticmethod
     def _resources(
-        server: ServerSettings, scheduling: Scheduling
+        args: ModelServerArgs, scheduling: Scheduling
     ) -> k8s.core.v1.ResourceRequirementsArgs:
-        resources = server.resources
+        resources = args.resources
         requests = {
-            "cpu": resources.cpu_request.text,
-            "memory": resources.memory_request.text,
-            "ephemeral-storage": resources.ephemeral_storage_request.text,
+            "cpu": resources.cpu_request,
+            "memory": resources.memory_request,
+            "ephemeral-storage": resources.ephemeral_storage_request,
         }
         limits = {
-            "cpu": resources.cpu_limit.text,
-            "memory": resources.memory_limit.text,
-            "ephemeral-storage": resources.ephemeral_storage_limit.text,
+            "cpu": resources.cpu_limit,
+            "memory": resources.memory_limit,
+            "ephemeral-storage": resources.ephemeral_storage_limit,
         }
         if resources.gpu_count > 0:
             # Extended resources cannot be overcommitted: request and limit must be equal.
@@ -570,25 +648,25 @@ class ModelServer(pulumi.ComponentResource):
         return k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits)
 
     @staticmethod
-    def _lifecycle(server: ServerSettings) -> k8s.core.v1.LifecycleArgs | None:
-        if server.pre_stop_sleep_seconds == 0:
+    def _lifecycle(args: ModelServerArgs) -> k8s.core.v1.LifecycleArgs | None:
+        if args.pre_stop_sleep_seconds == 0:
             return None
         # The kubelet's own sleep: endpoints drop the pod before the server hears SIGTERM,
         # and the image needs no shell.
         return k8s.core.v1.LifecycleArgs(
             pre_stop=k8s.core.v1.LifecycleHandlerArgs(
-                sleep=k8s.core.v1.SleepActionArgs(seconds=server.pre_stop_sleep_seconds)
+                sleep=k8s.core.v1.SleepActionArgs(seconds=args.pre_stop_sleep_seconds)
             )
         )
 
     def _service(
-        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+        self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions
     ) -> k8s.core.v1.Service:
         return k8s.core.v1.Service(
             f"{name}-service",
             metadata=self._metadata(),
             spec=k8s.core.v1.ServiceSpecArgs(
-                type=server.service_type,
+                type=args.service_type,
                 selector=self._labels,
                 ports=[
                     k8s.core.v1.ServicePortArgs(
@@ -603,11 +681,11 @@ class ModelServer(pulumi.ComponentResource):
     def _autoscaler(
         self,
         role: SlotRole,
-        server: ServerSettings,
+        args: ModelServerArgs,
         deployment: k8s.apps.v1.Deployment,
         opts: pulumi.ResourceOptions,
     ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
-        scaling = server.autoscaling
+        scaling = args.autoscaling
         if scaling.metric == "cpu":
             metric = k8s.autoscaling.v2.MetricSpecArgs(
                 type="Resource",
@@ -670,13 +748,13 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     def _disruption_budget(
-        self, role: SlotRole, server: ServerSettings, opts: pulumi.ResourceOptions
+        self, role: SlotRole, args: ModelServerArgs, opts: pulumi.ResourceOptions
     ) -> k8s.policy.v1.PodDisruptionBudget:
         return k8s.policy.v1.PodDisruptionBudget(
             f"{self._slot_resource_name(role.slot)}-disruption-budget",
             metadata=self._slot_metadata(role.slot),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=server.pdb_max_unavailable,
+                max_unavailable=args.pdb_max_unavailable,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._slot_labels(role.slot)),
                 # A pod that never became ready must not block a node drain.
                 unhealthy_pod_eviction_policy="AlwaysAllow",
@@ -685,7 +763,7 @@ class ModelServer(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _egress(server: ServerSettings) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    def _egress(args: ModelServerArgs) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
         # DNS to any address: cluster DNS may be a Service, a node-local cache or the VPC's.
         dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
             ports=[
@@ -693,30 +771,30 @@ class ModelServer(pulumi.ComponentResource):
                 for protocol in ("UDP", "TCP")
             ]
         )
-        if not server.allowed_egress_cidrs:
+        if not args.allowed_egress_cidrs:
             return [dns]
         allowed = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
             to=[
                 k8s.networking.v1.NetworkPolicyPeerArgs(
                     ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
                 )
-                for cidr in server.allowed_egress_cidrs
+                for cidr in args.allowed_egress_cidrs
             ]
         )
         return [dns, allowed]
 
     def _network_policy(
-        self, name: str, server: ServerSettings, opts: pulumi.ResourceOptions
+        self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions
     ) -> k8s.networking.v1.NetworkPolicy:
         sources = [
             k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
         ]
-        sources += [_namespace_peer(namespace) for namespace in server.allowed_ingress_namespaces]
+        sources += [_namespace_peer(namespace) for namespace in args.allowed_ingress_namespaces]
         sources += [
             k8s.networking.v1.NetworkPolicyPeerArgs(
                 ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
             )
-            for cidr in server.allowed_ingress_cidrs
+            for cidr in args.allowed_ingress_cidrs
         ]
         ingress = [
             k8s.networking.v1.NetworkPolicyIngressRuleArgs(
@@ -727,11 +805,11 @@ class ModelServer(pulumi.ComponentResource):
                 ],
             )
         ]
-        if server.metrics.scrape_namespaces:
+        if args.metrics.scrape_namespaces:
             # The scraper reaches only the port the metrics are on.
             ingress.append(
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    from_=[_namespace_peer(n) for n in server.metrics.scrape_namespaces],
+                    from_=[_namespace_peer(n) for n in args.metrics.scrape_namespaces],
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=REST_PORT, protocol="TCP")],
                 )
             )
@@ -743,7 +821,7 @@ class ModelServer(pulumi.ComponentResource):
                 # Egress too: neither runtime calls out (the model is in the image), so only
                 # DNS and the configured ranges are open.
                 policy_types=["Ingress", "Egress"],
-                egress=self._egress(server),
+                egress=self._egress(args),
                 ingress=ingress,
             ),
             opts=opts,
@@ -761,7 +839,7 @@ class ModelServer(pulumi.ComponentResource):
         return k8s.core.v1.ConfigMap(
             f"{name}-contract",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{args.server.model_name}-contract",
+                name=f"{args.model_name}-contract",
                 namespace=self._namespace,
                 labels={**self._labels, "app.kubernetes.io/component": CONFIG_MAP_COMPONENT},
                 annotations=annotations,
@@ -773,14 +851,14 @@ class ModelServer(pulumi.ComponentResource):
     def _collector_objects(
         self,
         name: str,
-        server: ServerSettings,
+        args: ModelServerArgs,
         roles: list[SlotRole],
         cluster_reachable: bool,
         opts: pulumi.ResourceOptions,
     ) -> None:
         """The ServiceMonitor or PodMonitoring that points the cluster's collector at the
         servers, and the PrometheusRule or Rules that alerts on their SLO."""
-        metrics = server.metrics
+        metrics = args.metrics
         kinds = collector_kinds(metrics.collector)
         if kinds is None:
             return

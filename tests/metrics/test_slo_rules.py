@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from gpu_model_serving.components.metrics_collection import slo_alert_rules
-from gpu_model_serving.settings import SloSettings
+from gpu_model_serving.components.metrics_collection import Slo, slo_alert_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = ROOT / ".bin" / "promtool"
 NAMESPACE, MODEL, DEPLOYMENT = "serving", "digits", "digits-server"
-SLO = SloSettings(max_error_ratio=0.01, max_p99_latency_ms=500)
+SLO = Slo(max_error_ratio=0.01, max_p99_latency_ms=500)
 PAGE = {"severity": "page", "namespace": NAMESPACE, "model_name": MODEL}
 SUMMARIES = {
     "ModelServerErrorBudgetBurn": "digits in serving: server errors above 1.00% of requests",

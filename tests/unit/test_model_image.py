@@ -9,9 +9,10 @@ from pulumi.runtime.sync_await import _sync_await
 from gpu_model_serving.components.model_image import (
     CA_BUNDLE_SECRET_ID,
     ModelImage,
-    ModelImageArgs,
     digest_or_pending,
 )
+from gpu_model_serving.settings import PROJECT_DIR
+from gpu_model_serving.stack_args import model_image_args
 from tests.unit.harness import StackMocks, resolve, run, settings_for
 
 IMAGE = "docker-build:index:Image"
@@ -24,14 +25,7 @@ def build(stack: str, ca_bundle: str | None = None, **overrides: object) -> Mode
         lambda: box.append(
             ModelImage(
                 "model-image",
-                ModelImageArgs(
-                    image=settings.image,
-                    context_dir="model",
-                    model_name="digits",
-                    model_version=2,
-                    model_dir="model/export/digits/2",
-                    ca_bundle=ca_bundle,
-                ),
+                model_image_args(settings, PROJECT_DIR / "model/export/digits/2", 2, ca_bundle),
             )
         )
     )

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from gpu_model_serving.components.model_server import ModelServer, ModelServerArgs
-from gpu_model_serving.settings import SERVING_RUNTIMES
+from gpu_model_serving.components.model_server import ModelServer
+from gpu_model_serving.runtime_profiles import SERVING_RUNTIMES
+from gpu_model_serving.stack_args import model_server_args
 from model_contract.contract import ACCEPT_BREAKING_ANNOTATION, Contract
 from tests.unit.harness import StackMocks, construct, resolve, settings_for
 
@@ -16,17 +17,7 @@ IMAGE_REF = "127.0.0.1:5000/model-server@sha256:" + "ab" * 32
 
 def serve(stack: str = "dev", /, **overrides: object) -> ModelServer:
     settings = settings_for(stack, **overrides)
-    args = ModelServerArgs(
-        server=settings.server,
-        namespace=settings.kubernetes.namespace,
-        create_namespace=settings.kubernetes.create_namespace,
-        pod_security_version=settings.kubernetes.pod_security_version,
-        image_ref=IMAGE_REF,
-        scheduling=settings.gpu_pool.scheduling(),
-        cluster_reachable=settings.kubernetes.render_yaml_to_directory is None,
-        contract=settings.model.contract,
-        accept_breaking_contract=settings.model.accept_breaking,
-    )
+    args = model_server_args(settings, IMAGE_REF, settings.gpu_pool.scheduling())
     return construct(lambda: ModelServer("model-server", args))
 
 

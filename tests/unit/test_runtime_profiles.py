@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from gpu_model_serving.runtime_profiles import profile_for
-from gpu_model_serving.settings import SERVING_RUNTIMES
+from gpu_model_serving.runtime_profiles import SERVING_RUNTIMES, profile_for
 from tests.unit.harness import ROOT
 
 DOCKERFILE = (ROOT / "model" / "Dockerfile").read_text()

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gpu_model_serving.gpu_pools.gke import GkePool
+from gpu_model_serving.runtime_profiles import INFERENCE_ENGINES
 from gpu_model_serving.settings import (
-    INFERENCE_ENGINES,
     RUNTIME_LIMITS,
     ConfigError,
     Quantity,

@@ -1,0 +1,53 @@
+"""A second Pulumi program: one ModelServer for an image that already exists, declared from the
+component's args alone, with none of the gpu-model-serving project's config or settings.
+
+It schedules onto nodes that already carry GPUs (the local cluster's simulated ones, or any
+cluster's nodes labelled the same way), so it needs no GpuNodePool.
+"""
+
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from gpu_model_serving.components.model_server import (
+    ModelServer,
+    ModelServerArgs,
+    ServerResources,
+)
+from gpu_model_serving.gpu_pools.common import GPU_RESOURCE_NAME, GPU_TOLERATION, Scheduling
+from model_contract.contract import Contract
+from model_contract.saved_model import read_signatures
+
+config = pulumi.Config()
+model_dir = Path(config.require("modelDir"))
+contract = Contract(
+    model=model_dir.parent.name,
+    version=int(model_dir.name),
+    signature="serving_default",
+    signatures=read_signatures(model_dir / "saved_model.pb"),
+)
+gpu_nodes = Scheduling(
+    node_selector={"nvidia.com/gpu.product": "nvidia-l4"},
+    tolerations=(GPU_TOLERATION,),
+    gpu_resource_name=GPU_RESOURCE_NAME,
+    pool_name="existing-gpu-nodes",
+    max_nodes=3,
+    gpus_per_node=1,
+)
+server = ModelServer(
+    "model-server",
+    ModelServerArgs(
+        model_name=contract.model,
+        namespace=config.get("namespace") or "model-server-example",
+        image_ref=config.require("image"),
+        contract=contract,
+        scheduling=gpu_nodes,
+        resources=ServerResources(
+            cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi"
+        ),
+    ),
+    opts=pulumi.ResourceOptions(providers=[k8s.Provider("kubernetes")]),
+)
+pulumi.export("deploymentName", server.deployment_name)
+pulumi.export("predictUrl", server.predict_url)
