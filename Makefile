@@ -140,11 +140,14 @@ lint: venv model-venv ## ruff, mypy, shellcheck, and actionlint on .github/ (wit
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy __main__.py gpu_model_serving model_contract engine policy review \
 	  tests/unit tests/image tests/cluster tests/engine tests/metrics bench/engine_bench.py bench/rollout_bench.py
-	# A second program has its own __main__ module: checked on its own.
+	# Each further program has its own __main__ module: checked on its own.
 	$(VENV)/bin/mypy examples/model-server
+	$(VENV)/bin/mypy provider
 	# MYPYPATH: the model tests check the stdlib contract reader (model_contract/) against TensorFlow.
 	cd model && MYPYPATH=.. .venv/bin/mypy --config-file ../pyproject.toml --strict serving training tests \
-	  ../bench/serving_bench.py ../bench/app_cost.py ../bench/flask_baseline.py \
+	  ../bench/serving_bench.py ../bench/bench_paths.py ../bench/workload.py \
+	  ../bench/servers_under_test.py ../bench/load_clients.py ../bench/in_process.py \
+	  ../bench/serving_report.py ../bench/app_cost.py ../bench/flask_baseline.py \
 	  ../bench/transport_ceiling.py ../bench/kserve_peer.py ../bench/free_model.py ../bench/soak.py
 	command -v shellcheck >/dev/null || scripts/apt-install.sh shellcheck
 	shellcheck scripts/*.sh .ci/run

@@ -15,7 +15,6 @@ is T / (T + A). Run by serving_bench.py; alone: model/.venv/bin/python bench/app
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -100,8 +99,7 @@ async def _with_loaded_runtime(
     bodies: list[bytes], response_file: Path, concurrencies: list[int]
 ) -> Costs:
     sys.path.insert(0, str(MODEL_DIR))
-    # Read by transport_ceiling at import (bench/ is on the path: this script's directory).
-    os.environ["BENCH_RESPONSE_FILE"] = str(response_file)
+    # bench/ is on the path: this script's directory.
     import transport_ceiling  # noqa: PLC0415
     from serving.app import create_app  # noqa: PLC0415
     from serving.config import load_settings  # noqa: PLC0415
@@ -113,7 +111,8 @@ async def _with_loaded_runtime(
     ours = create_app(runtime)
     await runtime.load()
     try:
-        apps = {"ours": ours, "ceiling": transport_ceiling.app}
+        ceiling = transport_ceiling.create_app(response_file.read_bytes())
+        apps = {"ours": ours, "ceiling": ceiling}
         return await _measure(apps, bodies, concurrencies)
     finally:
         await runtime.close()
@@ -128,10 +127,10 @@ if __name__ == "__main__":
     import json
     import tempfile
 
-    import serving_bench
+    from workload import request_bodies
 
-    request_bodies, _, _ = serving_bench.request_bodies()
+    bodies, _, _ = request_bodies()
     with tempfile.TemporaryDirectory() as directory:
         answer = Path(directory) / "answer.json"
         answer.write_bytes(b'{"predictions": [0]}')
-        print(json.dumps(app_costs(request_bodies, answer, [1, 32]), indent=2))
+        print(json.dumps(app_costs(bodies, answer, [1, 32]), indent=2))

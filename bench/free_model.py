@@ -24,11 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 # After TF_CPP_MIN_LOG_LEVEL: they import TensorFlow.
 from serving import runtime
 from serving.main import main
-from serving.model import LoadedModel, load_latest
+from serving.model import SIGNATURE_NAME, LoadedModel, load_latest
 
 
-def _with_free_calls(name: str, base_path: Path, engine: str = "tflite") -> LoadedModel:
-    model = load_latest(name, base_path, engine)
+def _with_free_calls(
+    name: str, base_path: Path, engine: str = "tflite", signature: str = SIGNATURE_NAME
+) -> LoadedModel:
+    model = load_latest(name, base_path, engine, signature)
     answer = model.predict(model.zeros(1))
 
     def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -26,7 +26,8 @@ from typing import Any
 import aiohttp
 import grpc
 import numpy as np
-from serving_bench import MODEL_DIR, PREDICT, RESULTS_DIR, ours, process_tree, running
+from bench_paths import MODEL_DIR, RESULTS_DIR
+from servers_under_test import PREDICT, ours, process_tree, running
 from sklearn.datasets import load_digits
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
