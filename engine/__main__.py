@@ -17,7 +17,14 @@ from pulumi import automation as auto
 
 from engine import driver
 from engine.canary_analysis import Prometheus
-from engine.environment import REPO, EngineMissingError, engine_environment, shell_exports
+from engine.environment import (
+    REPO,
+    EngineMissingError,
+    engine_environment,
+    install_component_package,
+    install_policy_analyzer,
+    shell_exports,
+)
 from engine.preview_record import preview_record
 from engine.rollback import RollbackError
 from engine.rollout import RolloutError, rollout
@@ -80,7 +87,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.command == "env":
-        print(shell_exports(engine_environment()))
+        env = engine_environment()
+        # What the plain CLI finds in PULUMI_HOME: the policy pack's analyzer, the components'
+        # package (examples/model-server-yaml).
+        install_policy_analyzer(env)
+        install_component_package(env)
+        print(shell_exports(env))
         return 0
     try:
         policy_config = _policy_config(args.policy_config) if args.policy_config else {}

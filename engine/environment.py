@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from engine.pins import pin
+from gpu_model_serving import PACKAGE_NAME, PACKAGE_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".bin"
@@ -102,12 +103,36 @@ def install_policy_analyzer(env: dict[str, str]) -> None:
         / f"analyzer-policy-python-v{pin('pulumi-policy', REQUIREMENTS)}"
         / "pulumi-analyzer-policy-python"
     )
-    script = f'#!/bin/sh\nexec {shlex.quote(str(POLICY_PYTHON))} -u __main__.py "$@"\n'
-    if plugin.is_file() and plugin.read_text() == script:
+    _write_script(plugin, f"exec {shlex.quote(str(POLICY_PYTHON))} -u __main__.py")
+
+
+def install_component_package(env: dict[str, str]) -> None:
+    """Install the project's component package (provider/) as a resource plugin in PULUMI_HOME,
+    for programs in other languages (examples/model-server-yaml).
+
+    The v3.79 Python language host that builds here cannot run a source plugin (it creates a
+    virtualenv in provider/ and has the engine fetch every provider the repository's virtualenv
+    holds, offline or not), so the plugin is a script that runs provider/__main__.py with the
+    program's virtualenv: the engine starts it as it starts any provider binary.
+    """
+    plugin = (
+        Path(env["PULUMI_HOME"])
+        / "plugins"
+        / f"resource-{PACKAGE_NAME}-v{PACKAGE_VERSION}"
+        / f"pulumi-resource-{PACKAGE_NAME}"
+    )
+    main = REPO / "provider" / "__main__.py"
+    _write_script(plugin, f"exec {shlex.quote(str(POLICY_PYTHON))} -u {shlex.quote(str(main))}")
+
+
+def _write_script(path: Path, command: str) -> None:
+    """An executable `#!/bin/sh` script running `command` with the script's arguments."""
+    script = f'#!/bin/sh\n{command} "$@"\n'
+    if path.is_file() and path.read_text() == script:
         return
-    plugin.parent.mkdir(parents=True, exist_ok=True)
-    plugin.write_text(script)
-    plugin.chmod(0o755)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(script)
+    path.chmod(0o755)
 
 
 def check_engine(env: dict[str, str]) -> None:

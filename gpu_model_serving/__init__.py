@@ -14,6 +14,10 @@
 the components with stack_args. tests/unit/test_layout.py holds every module to LAYERS.
 """
 
+# The components' Pulumi package (provider/): its schema's name, and the plugin's version.
+PACKAGE_NAME = "gpu-model-serving"
+PACKAGE_VERSION = "0.1.0"
+
 LAYERS = (
     "config_reader",
     "stack_outputs",

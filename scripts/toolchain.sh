@@ -10,7 +10,8 @@
 #   scripts/toolchain.sh lint       actionlint (the workflow checker `make lint` runs)
 #   scripts/toolchain.sh bench      ghz (the gRPC load generator `make bench` runs)
 #   scripts/toolchain.sh metrics    prometheus and promtool (the rollout's analysis, the SLO rules)
-#   scripts/toolchain.sh all        all five
+#   scripts/toolchain.sh package    the Pulumi YAML language host (examples/model-server-yaml)
+#   scripts/toolchain.sh all        all six
 #   scripts/toolchain.sh verify     report the version of every binary present in .bin/
 #   scripts/toolchain.sh NAME...    just those binaries (names as listed above)
 #
@@ -70,6 +71,7 @@ ACTIONLINT_VERSION=1.7.12
 GHZ_VERSION=0.120.0
 PROMETHEUS_VERSION=3.16.0            # the release, as `prometheus --version` reports it
 PROMETHEUS_MODULE_VERSION=v0.316.0   # the same release as a Go module (3.16.0 -> v0.316.0)
+PULUMI_YAML_VERSION=1.25.0
 for v in PULUMI_VERSION KUBERNETES_PROVIDER_VERSION DOCKER_BUILD_PROVIDER_VERSION KUBERNETES_VERSION; do
     [ -n "${!v}" ] || { err "cannot read $v (requirements.txt pins / tools/KUBERNETES_VERSION)"; exit 2; }
 done
@@ -80,6 +82,7 @@ CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok k
 LINT_TOOLS=(actionlint)
 BENCH_TOOLS=(ghz)
 METRICS_TOOLS=(prometheus promtool)
+PACKAGE_TOOLS=(pulumi-language-yaml)
 
 command -v go >/dev/null 2>&1 || { err "go is not on PATH (Go 1.26 is needed; /usr/local/go/bin?)"; exit 2; }
 GO_VERSION=$(go env GOVERSION)
@@ -141,6 +144,12 @@ spec() {
     ghz)
         DIR=ghz PKG=github.com/bojand/ghz/cmd/ghz MOD=github.com/bojand/ghz MODVER=v$GHZ_VERSION
         XFLAGS="-X main.version=$GHZ_VERSION" ;;
+    pulumi-language-yaml)
+        # Beside the plain CLI, which finds language hosts next to itself.
+        DIR=pulumi-language-yaml PKG=github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
+        OUT="$BIN/cli/pulumi-language-yaml"
+        MOD=github.com/pulumi/pulumi-yaml MODVER=v$PULUMI_YAML_VERSION
+        XFLAGS="-X github.com/pulumi/pulumi-yaml/pkg/version.Version=v$PULUMI_YAML_VERSION" ;;
     prometheus | promtool)
         DIR=prometheus PKG="github.com/prometheus/prometheus/cmd/$1"
         MOD=github.com/prometheus/prometheus MODVER=$PROMETHEUS_MODULE_VERSION
@@ -343,12 +352,13 @@ PY
 
 verify() {
     local name v
-    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${METRICS_TOOLS[@]}"; do
+    for name in "${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${METRICS_TOOLS[@]}" "${PACKAGE_TOOLS[@]}"; do
         spec "$name"
         [ -e "$OUT" ] || { printf '  %-30s (absent)\n' "$name"; continue; }
         case $name in
         pulumi) v=$("$BIN/pulumi" version 2>&1) ;;
         pulumi-language-python) v="${OUT#"$ROOT"/} (gRPC server; stamped like the CLI)" ;;
+        pulumi-language-yaml) v="${OUT#"$ROOT"/} (gRPC server; v$PULUMI_YAML_VERSION)" ;;
         buildkitd | buildctl) v=$("$OUT" --version 2>&1 | head -1) ;;
         docker-buildx) v=$("$OUT" version 2>&1 | head -1) ;;
         pulumi-resource-*) v=$(provider_version "$BIN/$name") ;;
@@ -375,7 +385,8 @@ main() {
         lint) targets+=("${LINT_TOOLS[@]}") ;;
         bench) targets+=("${BENCH_TOOLS[@]}") ;;
         metrics) targets+=("${METRICS_TOOLS[@]}") ;;
-        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${METRICS_TOOLS[@]}") ;;
+        package) targets+=("${PACKAGE_TOOLS[@]}") ;;
+        all) targets+=("${ENGINE_TOOLS[@]}" "${CLUSTER_TOOLS[@]}" "${LINT_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${METRICS_TOOLS[@]}" "${PACKAGE_TOOLS[@]}") ;;
         verify) verify; return 0 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed 's/^# \{0,1\}//;$d'; return 0 ;;
         *) targets+=("$a") ;;

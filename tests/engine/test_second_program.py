@@ -1,6 +1,7 @@
-"""The components are reusable: examples/model-server, a second Pulumi program with none of the
-project's config, declares a ModelServer for an existing image, run by the plain CLI (the Python
-language host, as a user's program runs) against the real engine and the local cluster."""
+"""The components are reusable, by the plain CLI against the real engine and the local cluster:
+examples/model-server, a second Python program with none of the project's config, declares a
+ModelServer for an existing image; examples/model-server-yaml, a Pulumi YAML program, declares
+the same through the component package (provider/), its schema inferred from the annotations."""
 
 from __future__ import annotations
 
@@ -15,14 +16,19 @@ from typing import Any
 
 import pytest
 
-from engine.environment import PLAIN_CLI_DIR, REPO, engine_environment
+from engine.environment import (
+    PLAIN_CLI_DIR,
+    REPO,
+    engine_environment,
+    install_component_package,
+)
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path
 from tests.engine.conftest import ENGINE_TIMEOUT_SECONDS
 
 pytestmark = pytest.mark.engine
 
-EXAMPLE = REPO / "examples" / "model-server"
+EXAMPLES = REPO / "examples"
 # Any digest-pinned reference: the simulated pods never pull it.
 IMAGE = "127.0.0.1:5000/model-server-example@sha256:" + "1" * 64
 MODEL_DIR = REPO / "model" / "export" / "digits" / "1"
@@ -48,11 +54,13 @@ class Program:
         return ran
 
 
-@pytest.fixture(scope="module")
-def program(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
-    root = tmp_path_factory.mktemp("second-program")
+@pytest.fixture(scope="module", params=["model-server", "model-server-yaml"])
+def program(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Program]:
+    root = tmp_path_factory.mktemp(request.param)
     work_dir = root / "program"
-    shutil.copytree(EXAMPLE, work_dir)
+    shutil.copytree(EXAMPLES / request.param, work_dir)
     (root / "state").mkdir()
     env = engine_environment(
         {**os.environ, **cluster.env, "PULUMI_BACKEND_URL": (root / "state").as_uri()}
@@ -60,6 +68,7 @@ def program(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     # The CLI beside its Python language host, the venv's python, and the package importable.
     env["PATH"] = os.pathsep.join([str(REPO / ".venv" / "bin"), str(PLAIN_CLI_DIR), env["PATH"]])
     env["PYTHONPATH"] = str(REPO)
+    install_component_package(env)
     suffix = secrets.token_hex(4)
     ran = Program(work_dir, f"example-{suffix}", f"example-{suffix}", env)
     init = ran.pulumi("stack", "init")
@@ -75,7 +84,7 @@ def program(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-3000:]
 
 
-def test_a_second_program_serves_an_existing_image_through_the_component_with_no_project_config(
+def test_another_program_serves_an_existing_image_through_the_component_with_no_project_config(
     cluster: Cluster, program: Program
 ) -> None:
     up = program.pulumi("up", "--yes", "--skip-preview")
