@@ -143,8 +143,8 @@ class ModelImage(pulumi.ComponentResource):
             cache_from=self._cache_from(args),
             cache_to=self._cache_to(args),
             labels={
-                "org.opencontainers.args.title": f"{args.model_name} model server",
-                "org.opencontainers.args.description": f"{args.runtime} runtime, {args.variant}",
+                "org.opencontainers.image.title": f"{args.model_name} model server",
+                "org.opencontainers.image.description": f"{args.runtime} runtime, {args.variant}",
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -54,6 +54,11 @@ def test_dev_builds_the_python_cpu_target_from_model_and_pushes_to_the_local_reg
     assert image["tags"] == ["127.0.0.1:5000/model-server:dev"]
     assert image["network"] == "host"
     assert image["platforms"] == ["linux/amd64"]
+    # The OCI annotation keys registries and scanners read.
+    assert image["labels"] == {
+        "org.opencontainers.image.title": "digits model server",
+        "org.opencontainers.image.description": "python runtime, cpu",
+    }
     assert "registries" not in image or not image["registries"]
 
 
