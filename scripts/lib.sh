@@ -5,9 +5,21 @@
 
 LOG_PREFIX="[$(basename "$0")]"
 log() { printf '%s %s\n' "$LOG_PREFIX" "$*" >&2; }
+# An error that the script carries on from (die: one that ends it).
+error() { printf '%s ERROR: %s\n' "$LOG_PREFIX" "$*" >&2; }
 die() {
-    printf '%s ERROR: %s\n' "$LOG_PREFIX" "$*" >&2
+    error "$@"
     exit 1
+}
+
+# True when WORD is one of the further arguments: `in_list WORD "${array[@]}"`.
+in_list() {
+    local word="$1" item
+    shift
+    for item; do
+        [[ "$item" == "$word" ]] && return 0
+    done
+    return 1
 }
 
 # The directory of a Go module version, downloaded through the module proxy (outside any module,
