@@ -16,17 +16,11 @@ from gpu_model_serving.components.model_server import (
     ServerResources,
 )
 from gpu_model_serving.gpu_pools.common import GPU_RESOURCE_NAME, GPU_TOLERATION, Scheduling
-from model_contract.contract import Contract
-from model_contract.saved_model import read_signatures
+from model_contract.repository import version_contract
 
 config = pulumi.Config()
-model_dir = Path(config.require("modelDir"))
-contract = Contract(
-    model=model_dir.parent.name,
-    version=int(model_dir.name),
-    signature="serving_default",
-    signatures=read_signatures(model_dir / "saved_model.pb"),
-)
+# The SavedModel version the image serves: its contract goes into a ConfigMap for clients.
+contract = version_contract(Path(config.require("modelDir")))
 gpu_nodes = Scheduling(
     node_selector={"nvidia.com/gpu.product": "nvidia-l4"},
     tolerations=(GPU_TOLERATION,),

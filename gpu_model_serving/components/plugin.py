@@ -20,8 +20,7 @@ from gpu_model_serving.components import model_server as python_component
 from gpu_model_serving.components.model_server import Autoscaling, ServerResources
 from gpu_model_serving.gpu_pools.common import GPU_RESOURCE_NAME, GPU_TOLERATION, Scheduling
 from gpu_model_serving.runtime_profiles import SERVING_RUNTIMES, ServingRuntime
-from model_contract.contract import Contract
-from model_contract.saved_model import read_signatures
+from model_contract.repository import ModelRepositoryError, version_contract
 
 
 class ModelServerArgs(TypedDict):
@@ -92,16 +91,12 @@ def python_args(args: ModelServerArgs) -> python_component.ModelServerArgs:
     runtime = args.get("runtime", "python")
     if runtime not in get_args(ServingRuntime):
         raise ValueError(f"runtime {runtime!r}: must be one of {', '.join(SERVING_RUNTIMES)}")
-    model_dir = Path(args["model_dir"])
-    saved_model = model_dir / "saved_model.pb"
-    if not model_dir.name.isdigit() or not saved_model.is_file():
-        raise ValueError(f"model_dir {model_dir}: must be <base>/<model>/<version>/saved_model.pb")
-    contract = Contract(
-        model=model_dir.parent.name,
-        version=int(model_dir.name),
-        signature=args.get("signature", "serving_default"),
-        signatures=read_signatures(saved_model),
-    )
+    try:
+        contract = version_contract(
+            Path(args["model_dir"]), args.get("signature", "serving_default")
+        )
+    except ModelRepositoryError as error:
+        raise ValueError(f"model_dir {error}") from None
     defaults = ServerResources()
     scaling = Autoscaling()
     return python_component.ModelServerArgs(
