@@ -2,7 +2,7 @@
 
     config_reader       reading config keys into checked values, every problem collected
     stack_outputs       the names the stack exports (shared with engine/ and the tests)
-    gpu_pools           each GPU pool provider: its settings, catalogue, resources, scheduling
+    gpu_pools           each GPU pool provider: its args, catalogue, config reader, resources
     runtime_profiles    what each serving runtime needs of the image and the pod
     components          ModelImage, GpuNodePool, ModelServer: they read no stack config, so any
                         Pulumi program can declare them from their args
@@ -16,7 +16,7 @@ the components with stack_args. tests/unit/test_layout.py holds every module to 
 
 # The components' Pulumi package (provider/): its schema's name, and the plugin's version.
 PACKAGE_NAME = "gpu-model-serving"
-PACKAGE_VERSION = "0.1.0"
+PACKAGE_VERSION = "0.2.0"  # 0.2.0: gpuAcceleratorType in place of gpuNodeSelector
 
 LAYERS = (
     "config_reader",

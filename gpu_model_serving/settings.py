@@ -50,7 +50,7 @@ from gpu_model_serving.config_reader import (
     Reader,
     is_cidr,
 )
-from gpu_model_serving.gpu_pools import GpuPoolSettings, read_gpu_pool
+from gpu_model_serving.gpu_pools import GpuPoolArgs, read_gpu_pool
 from gpu_model_serving.runtime_profiles import (
     INFERENCE_ENGINES,
     SERVING_RUNTIMES,
@@ -61,7 +61,7 @@ from model_contract.contract import Contract
 from model_contract.repository import ModelRepositoryError, versions
 from model_contract.saved_model import SavedModelError, read_signatures
 
-__all__ = ["ConfigError", "GpuPoolSettings", "Quantity", "Settings", "load_settings"]
+__all__ = ["ConfigError", "GpuPoolArgs", "Quantity", "Settings", "load_settings"]
 
 
 # The python runtime's INFERENCE_ENGINE values (model/serving/config.py; a test holds them equal).
@@ -236,7 +236,7 @@ class ServerSettings:
 class Settings:
     kubernetes: KubernetesSettings
     image: ImageSettings
-    gpu_pool: GpuPoolSettings
+    gpu_pool: GpuPoolArgs
     server: ServerSettings
     model: ModelSettings
     rollout: RolloutSettings
@@ -573,7 +573,7 @@ def _rollout(r: Reader, metrics: MetricsCollection) -> RolloutSettings:
     return rollout
 
 
-def _check_across(r: Reader, pool: GpuPoolSettings, server: ServerSettings) -> None:
+def _check_across(r: Reader, pool: GpuPoolArgs, server: ServerSettings) -> None:
     if server.autoscaling.metric == "requests" and server.metrics.custom_metrics_adapter == "none":
         r.problem(
             "hpaMetric",

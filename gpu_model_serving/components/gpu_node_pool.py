@@ -1,8 +1,8 @@
 """GpuNodePool: the nodes the model runs on, and how pods get scheduled onto them.
 
 `gke` and `eks` create a pool in an existing cluster; `existing` creates nothing and describes
-nodes that are already labelled and tainted. Each provider's module (components/gpu_pools/)
-declares its own resources; all three yield the same `Scheduling`.
+nodes that are already labelled and tainted. Each provider's module (gpu_pools/) owns its args
+and declares its own resources; all three yield the same `Scheduling`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from gpu_model_serving.gpu_pools import GpuPool, Scheduling
+from gpu_model_serving.gpu_pools import GpuPoolArgs, Scheduling
 
 
 @dataclass(frozen=True)
 class GpuNodePoolArgs:
-    pool: GpuPool
-    """The pool's settings, of its provider's type (components/gpu_pools/)."""
-    kubernetes_provider: k8s.Provider
-    """Cluster the pool belongs to (for the EKS device plugin)."""
+    pool: GpuPoolArgs
+    """The pool, as its provider's args: ExistingPoolArgs, GkePoolArgs or EksPoolArgs."""
+    kubernetes_provider: k8s.Provider | None = None
+    """Cluster for the pool's Kubernetes objects (the EKS device plugin); default: opts'."""
 
 
 class GpuNodePool(pulumi.ComponentResource):

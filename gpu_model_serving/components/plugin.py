@@ -18,7 +18,7 @@ import pulumi
 from gpu_model_serving import PACKAGE_NAME
 from gpu_model_serving.components import model_server as python_component
 from gpu_model_serving.components.model_server import Autoscaling, ServerResources
-from gpu_model_serving.gpu_pools.common import GPU_RESOURCE_NAME, GPU_TOLERATION, Scheduling
+from gpu_model_serving.gpu_pools.existing import ExistingPoolArgs
 from gpu_model_serving.runtime_profiles import SERVING_RUNTIMES, ServingRuntime
 from model_contract.repository import ModelRepositoryError, version_contract
 
@@ -31,8 +31,11 @@ class ModelServerArgs(TypedDict):
     """The model server image, pinned by digest."""
     namespace: str
     """Namespace of every object, created with the restricted Pod Security Standard."""
-    gpu_node_selector: dict[str, str]
-    """Labels of the GPU nodes the pods run on; their GPU taint is tolerated."""
+    gpu_accelerator_type: str
+    """The accelerator of the GPU nodes the pods run on (nvidia-l4, ...); their GPU taint is
+    tolerated."""
+    gpu_node_label_key: NotRequired[str]
+    """Node label whose value is the accelerator type; default nvidia.com/gpu.product."""
     gpu_nodes: NotRequired[int]
     """How many such nodes there are at most (for the capacity checks); default 1."""
     gpus_per_node: NotRequired[int]
@@ -99,19 +102,19 @@ def python_args(args: ModelServerArgs) -> python_component.ModelServerArgs:
         raise ValueError(f"model_dir {error}") from None
     defaults = ServerResources()
     scaling = Autoscaling()
+    existing_nodes = ExistingPoolArgs(name="existing", accelerator_type="", max_nodes=1)
     return python_component.ModelServerArgs(
         model_name=contract.model,
         namespace=args["namespace"],
         image_ref=args["image"],
         contract=contract,
-        scheduling=Scheduling(
-            node_selector=dict(args["gpu_node_selector"]),
-            tolerations=(GPU_TOLERATION,),
-            gpu_resource_name=GPU_RESOURCE_NAME,
-            pool_name="existing",
+        scheduling=ExistingPoolArgs(
+            name="existing",
+            accelerator_type=args["gpu_accelerator_type"],
+            node_label_key=args.get("gpu_node_label_key", existing_nodes.node_label_key),
+            accelerators_per_node=args.get("gpus_per_node", existing_nodes.accelerators_per_node),
             max_nodes=args.get("gpu_nodes", 1),
-            gpus_per_node=args.get("gpus_per_node", 1),
-        ),
+        ).scheduling(),
         runtime=runtime,  # type: ignore[arg-type]  # checked against ServingRuntime above
         resources=ServerResources(
             cpu_request=args.get("cpu_request", defaults.cpu_request),

@@ -1,8 +1,9 @@
 """The GPU pool providers, one module each (gke, eks, existing), behind one dispatch.
 
-Each module owns its settings type (a member of the `GpuPoolSettings` tagged union), its
-catalogue, its resources and its `Scheduling`. `read_gpu_pool` is the only place that picks a
-provider; after it, the settings value itself declares and schedules. A provider added to
+Each module owns its args type (a member of the `GpuPoolArgs` tagged union, which any program
+can build without config), its catalogue, its config reader, its resources and its `Scheduling`.
+`read_gpu_pool` is the only place that picks a provider from config; after it, the args value
+itself declares and schedules. A provider added to
 `PoolProvider` without a reader fails mypy at the `assert_never`.
 """
 
@@ -16,12 +17,12 @@ from gpu_model_serving.gpu_pools.common import GpuPool, Scheduling, read_shape
 
 PoolProvider = Literal["existing", "gke", "eks"]
 POOL_PROVIDERS: tuple[PoolProvider, ...] = ("existing", "gke", "eks")
-GpuPoolSettings = existing.ExistingPool | gke.GkePool | eks.EksPool
+GpuPoolArgs = existing.ExistingPoolArgs | gke.GkePoolArgs | eks.EksPoolArgs
 
-__all__ = ["POOL_PROVIDERS", "GpuPool", "GpuPoolSettings", "PoolProvider", "Scheduling"]
+__all__ = ["POOL_PROVIDERS", "GpuPool", "GpuPoolArgs", "PoolProvider", "Scheduling"]
 
 
-def read_gpu_pool(r: Reader) -> GpuPoolSettings:
+def read_gpu_pool(r: Reader) -> GpuPoolArgs:
     provider = r.choice("gpuPoolProvider", POOL_PROVIDERS)
     shape = read_shape(r)
     match provider:

@@ -55,15 +55,24 @@ class Scheduling:
         return self.max_nodes * (self.gpus_per_node // gpus_per_pod)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolShape:
-    """The keys every provider reads: which accelerator, how many per node, how many nodes."""
+    """What every provider's args share: which accelerator, how many per node, how many nodes.
+
+    Plain values, not `pulumi.Input`: the node selector and the capacity checks are decided with
+    them while the program runs (a preview must be able to say "the pods cannot fit").
+    """
 
     name: str
+    """Name of the pool (or node group), a DNS label; pods select it."""
     accelerator_type: str
-    accelerators_per_node: int
-    min_nodes: int
+    """The accelerator every node carries, as the provider names it (nvidia-l4, ...)."""
+    accelerators_per_node: int = 1
+    """GPUs on each node."""
+    min_nodes: int = 0
+    """Fewest nodes the pool scales to (0: none while nothing runs)."""
     max_nodes: int
+    """Most nodes the pool scales to (or the nodes that exist)."""
 
     def scheduling_on(self, node_selector: Mapping[str, str]) -> Scheduling:
         """Pods on this pool: the given labels, the GPU taint tolerated."""
@@ -100,10 +109,10 @@ def require(r: Reader, key: str, provider: str) -> str:
 
 
 class GpuPool(Protocol):
-    """What each provider's settings type does: declare its resources, say where pods go."""
+    """What each provider's args do: declare its resources, say where pods go."""
 
     def declare(
-        self, parent: pulumi.Resource, name: str, kubernetes_provider: k8s.Provider
+        self, parent: pulumi.Resource, name: str, kubernetes_provider: k8s.Provider | None
     ) -> pulumi.Output[str]:
         """Create the pool's resources as children of `parent`; return the pool's name."""
         ...

@@ -3,7 +3,7 @@ where the AMI lacks it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -49,20 +49,30 @@ AMI_TYPES_WITHOUT_DEVICE_PLUGIN = ("AL2023_x86_64_NVIDIA", "AL2_x86_64_GPU")
 DEVICE_PLUGIN_RESOURCES = {"cpu": "50m", "memory": "100Mi"}
 
 
-@dataclass(frozen=True)
-class EksPool(PoolShape):
-    provider: Literal["eks"]
-    spot: bool
-    cluster_name: str
-    node_role_arn: str
-    subnet_ids: tuple[str, ...]
-    instance_types: tuple[str, ...]
-    ami_type: str
-    device_plugin_image: str
+@dataclass(frozen=True, kw_only=True)
+class EksPoolArgs(PoolShape):
+    """An EKS managed node group on an NVIDIA AMI, labelled and tainted for GPU pods, with the
+    device plugin where the AMI lacks it."""
+
+    provider: Literal["eks"] = "eks"
+    """The tag of the pool args union."""
+    cluster_name: pulumi.Input[str]
+    """Name of the existing EKS cluster."""
+    node_role_arn: pulumi.Input[str]
+    """IAM role the nodes run as."""
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Subnets the nodes are placed in."""
+    instance_types: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """GPU instance types the group may launch (g6.xlarge, ...)."""
+    device_plugin_image: pulumi.Input[str]
     """NVIDIA device plugin image, pinned by digest (deployed for AL2023/AL2 AMIs)."""
+    ami_type: str = "AL2023_x86_64_NVIDIA"
+    """The group's AMI; plain, because it decides whether the device plugin is deployed."""
+    spot: pulumi.Input[bool] = False
+    """Spot capacity: cheaper, and interruptible."""
 
     def declare(
-        self, parent: pulumi.Resource, name: str, kubernetes_provider: k8s.Provider
+        self, parent: pulumi.Resource, name: str, kubernetes_provider: k8s.Provider | None
     ) -> pulumi.Output[str]:
         node_group = self._node_group(parent, name)
         if self.ami_type in AMI_TYPES_WITHOUT_DEVICE_PLUGIN:
@@ -83,10 +93,12 @@ class EksPool(PoolShape):
             node_group_name=self.name,
             cluster_name=self.cluster_name,
             node_role_arn=self.node_role_arn,
-            subnet_ids=list(self.subnet_ids),
-            instance_types=list(self.instance_types),
+            subnet_ids=self.subnet_ids,
+            instance_types=self.instance_types,
             ami_type=self.ami_type,
-            capacity_type="SPOT" if self.spot else "ON_DEMAND",
+            capacity_type=pulumi.Output.from_input(self.spot).apply(
+                lambda spot: "SPOT" if spot else "ON_DEMAND"
+            ),
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=self.min_nodes,
                 max_size=self.max_nodes,
@@ -109,7 +121,7 @@ class EksPool(PoolShape):
         self,
         parent: pulumi.Resource,
         name: str,
-        provider: k8s.Provider,
+        provider: k8s.Provider | None,
         node_group: pulumi.Resource,
     ) -> k8s.apps.v1.DaemonSet:
         labels = {"app.kubernetes.io/name": "nvidia-device-plugin"}
@@ -178,7 +190,7 @@ def _is_gpu_instance_type(instance_type: str) -> bool:
     return bool(dot) and family in INSTANCE_FAMILY_ACCELERATORS
 
 
-def read(r: Reader, shape: PoolShape) -> EksPool:
+def read(r: Reader, shape: PoolShape) -> EksPoolArgs:
     accelerator = shape.accelerator_type
     known = ", ".join(f"{f}.* ({a})" for f, a in INSTANCE_FAMILY_ACCELERATORS.items())
     instance_types = r.strings(
@@ -208,9 +220,8 @@ def read(r: Reader, shape: PoolShape) -> EksPool:
     )
     if not subnet_ids:
         r.problem("eksSubnetIds", [], "must list at least one subnet when gpuPoolProvider is eks")
-    return EksPool(
+    return EksPoolArgs(
         **vars(shape),
-        provider="eks",
         spot=r.boolean("gpuPoolSpot"),
         cluster_name=require(r, "eksClusterName", "eks"),
         node_role_arn=require(r, "eksNodeRoleArn", "eks"),

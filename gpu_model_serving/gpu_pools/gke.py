@@ -36,18 +36,27 @@ ACCELERATOR_MACHINE_FAMILIES: Mapping[str, str] = {
 DRIVER_VERSIONS = ("DEFAULT", "LATEST", "INSTALLATION_DISABLED")
 
 
-@dataclass(frozen=True)
-class GkePool(PoolShape):
-    provider: Literal["gke"]
-    spot: bool
-    project: str
-    cluster: str
-    location: str
-    machine_type: str
-    driver_version: str
+@dataclass(frozen=True, kw_only=True)
+class GkePoolArgs(PoolShape):
+    """A GKE node pool with `accelerator_type` attached, labelled and tainted for GPU pods."""
+
+    provider: Literal["gke"] = "gke"
+    """The tag of the pool args union."""
+    project: pulumi.Input[str]
+    """Google Cloud project of the cluster."""
+    cluster: pulumi.Input[str]
+    """Name of the existing GKE cluster."""
+    location: pulumi.Input[str]
+    """Region or zone of the cluster."""
+    machine_type: pulumi.Input[str]
+    """Machine type of the nodes, of the family the accelerator attaches to (g2-* for L4)."""
+    spot: pulumi.Input[bool] = False
+    """Spot VMs: cheaper, and preemptible."""
+    driver_version: pulumi.Input[str] = "DEFAULT"
+    """GPU driver GKE installs: DEFAULT, LATEST or INSTALLATION_DISABLED."""
 
     def declare(
-        self, parent: pulumi.Resource, name: str, kubernetes_provider: k8s.Provider
+        self, parent: pulumi.Resource, name: str, kubernetes_provider: k8s.Provider | None
     ) -> pulumi.Output[str]:
         import pulumi_gcp as gcp  # only stacks with a GKE pool need the GCP SDK and plugin
 
@@ -105,7 +114,7 @@ class GkePool(PoolShape):
         )
 
 
-def read(r: Reader, shape: PoolShape) -> GkePool:
+def read(r: Reader, shape: PoolShape) -> GkePoolArgs:
     accelerator = shape.accelerator_type
     family = ACCELERATOR_MACHINE_FAMILIES.get(accelerator)
     if family is None:
@@ -121,9 +130,8 @@ def read(r: Reader, shape: PoolShape) -> GkePool:
             machine_type,
             f"{accelerator} attaches only to {family}-* machine types",
         )
-    return GkePool(
+    return GkePoolArgs(
         **vars(shape),
-        provider="gke",
         spot=r.boolean("gpuPoolSpot"),
         project=require(r, "gcpProject", "gke"),
         cluster=require(r, "gkeCluster", "gke"),

@@ -9,11 +9,12 @@ from pulumi.provider.experimental.analyzer import Analyzer, PropertyType
 from gpu_model_serving import PACKAGE_NAME
 from gpu_model_serving.components import plugin
 from gpu_model_serving.components.model_server import ServerResources
+from gpu_model_serving.gpu_pools.common import GPU_TOLERATION
 from tests.unit.harness import ROOT, StackMocks, construct
 
 MODEL_DIR = ROOT / "model" / "export" / "digits" / "1"
 IMAGE = "127.0.0.1:5000/model-server@sha256:" + "cd" * 32
-REQUIRED = {"modelDir", "image", "namespace", "gpuNodeSelector"}
+REQUIRED = {"modelDir", "image", "namespace", "gpuAcceleratorType"}
 
 
 def package_args(**extra: object) -> plugin.ModelServerArgs:
@@ -21,7 +22,7 @@ def package_args(**extra: object) -> plugin.ModelServerArgs:
         "model_dir": str(MODEL_DIR),
         "image": IMAGE,
         "namespace": "other-team",
-        "gpu_node_selector": {"nvidia.com/gpu.product": "nvidia-l4"},
+        "gpu_accelerator_type": "nvidia-l4",
         **extra,
     }
     return args  # type: ignore[return-value]  # a TypedDict built from keywords
@@ -34,7 +35,7 @@ def test_the_schema_another_language_sees_is_inferred_from_the_annotations() -> 
     assert {name for name, prop in inputs.items() if not prop.optional} == REQUIRED
     # The image may be another resource's output; the model directory is read at declaration.
     assert inputs["image"].plain is None and inputs["modelDir"].plain
-    assert inputs["gpuNodeSelector"].type == PropertyType.OBJECT
+    assert inputs["gpuAcceleratorType"].type == PropertyType.STRING
     assert inputs["minReplicas"].type == PropertyType.INTEGER
     assert set(component.outputs) == {"deploymentName", "serviceName", "predictUrl"}
     assert component.outputs["predictUrl"].description == "In-cluster URL of the predict endpoint."
@@ -69,3 +70,9 @@ def test_the_package_component_declares_the_model_server_under_itself(mocks: Sta
     assert deployment.inputs["metadata"]["namespace"] == "other-team"
     assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert mocks.one("gpu-model-serving:serving:ModelServer").name == "served"
+
+
+def test_the_gpu_nodes_are_selected_by_their_accelerator_label_and_their_taint_tolerated() -> None:
+    scheduling = plugin.python_args(package_args(gpu_node_label_key="example.com/gpu")).scheduling
+    assert scheduling.node_selector == {"example.com/gpu": "nvidia-l4"}
+    assert scheduling.tolerations == (GPU_TOLERATION,)

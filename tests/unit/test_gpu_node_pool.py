@@ -5,17 +5,18 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from typing import get_args, get_type_hints
+from typing import get_args
 
+import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
 from gpu_model_serving.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-from gpu_model_serving.gpu_pools import POOL_PROVIDERS, GpuPoolSettings, PoolProvider
+from gpu_model_serving.gpu_pools import POOL_PROVIDERS, GpuPoolArgs, PoolProvider
 from gpu_model_serving.gpu_pools.common import GPU_TOLERATION, Scheduling
-from gpu_model_serving.gpu_pools.eks import EksPool
-from gpu_model_serving.gpu_pools.existing import ExistingPool
-from gpu_model_serving.gpu_pools.gke import GkePool
+from gpu_model_serving.gpu_pools.eks import EksPoolArgs
+from gpu_model_serving.gpu_pools.existing import ExistingPoolArgs
+from gpu_model_serving.gpu_pools.gke import GkePoolArgs
 from gpu_model_serving.settings import ConfigError
 from tests.unit.harness import ROOT, StackMocks, construct, resolve, settings_for
 
@@ -181,19 +182,78 @@ def test_the_dev_stack_never_imports_a_cloud_sdk() -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
 
-def test_each_provider_module_owns_one_member_of_the_settings_union() -> None:
-    """The tag of each union member is its provider's name, and every provider has one member."""
-    tags = [get_args(get_type_hints(m)["provider"])[0] for m in get_args(GpuPoolSettings)]
+def test_each_provider_module_owns_one_member_of_the_args_union() -> None:
+    """The tag of each union member is its provider's name, and every provider has one member
+    (mypy holds each tag's default to its Literal)."""
+    tags = [member.provider for member in get_args(GpuPoolArgs)]
     assert sorted(tags) == sorted(POOL_PROVIDERS) == sorted(get_args(PoolProvider))
 
 
 @pytest.mark.parametrize(
-    ("stack", "overrides", "settings_type"),
-    [("dev", {}, ExistingPool), ("prod", {}, GkePool), ("dev", EKS, EksPool)],
+    ("stack", "overrides", "args_type"),
+    [("dev", {}, ExistingPoolArgs), ("prod", {}, GkePoolArgs), ("dev", EKS, EksPoolArgs)],
     ids=["existing", "gke", "eks"],
 )
-def test_the_provider_key_picks_its_modules_settings_type(
-    stack: str, overrides: dict[str, object], settings_type: type
+def test_the_provider_key_picks_its_modules_args_type(
+    stack: str, overrides: dict[str, object], args_type: type
 ) -> None:
     loaded = settings_for(stack, **overrides)
-    assert type(loaded.gpu_pool) is settings_type
+    assert type(loaded.gpu_pool) is args_type
+
+
+def test_another_program_declares_pools_from_args_alone_with_other_resources_outputs(
+    mocks: StackMocks,
+) -> None:
+    """No stack config: the cloud-only fields take outputs (here of a config-free stand-in for
+    another stack's resources), and the device plugin goes through opts' Kubernetes provider."""
+
+    def program() -> tuple[GpuNodePool, GpuNodePool]:
+        cluster = pulumi.Output.from_input("shared-serving")
+        gke = GpuNodePool(
+            "gke-l4",
+            GpuNodePoolArgs(
+                GkePoolArgs(
+                    name="l4",
+                    accelerator_type="nvidia-l4",
+                    max_nodes=2,
+                    project="ml-platform",
+                    cluster=cluster,
+                    location="europe-west4",
+                    machine_type="g2-standard-8",
+                )
+            ),
+        )
+        eks = GpuNodePool(
+            "eks-l4",
+            GpuNodePoolArgs(
+                EksPoolArgs(
+                    name="l4",
+                    accelerator_type="nvidia-l4",
+                    max_nodes=4,
+                    accelerators_per_node=4,
+                    cluster_name=cluster,
+                    node_role_arn="arn:aws:iam::123456789012:role/gpu-nodes",
+                    subnet_ids=[pulumi.Output.from_input("subnet-0abc")],
+                    instance_types=["g6.12xlarge"],
+                    device_plugin_image="nvcr.io/nvidia/k8s-device-plugin:v0.17.0@sha256:"
+                    + "ab" * 32,
+                    # An Output is always truthy: the component must apply it, not test it.
+                    spot=pulumi.Output.from_input(False),
+                )
+            ),
+            opts=pulumi.ResourceOptions(
+                providers=[k8s.Provider("kubernetes", render_yaml_to_directory="unused")]
+            ),
+        )
+        return gke, eks
+
+    gke, eks = construct(program)
+    node_pool = mocks.one("gcp:container/nodePool:NodePool").inputs
+    assert (node_pool["cluster"], node_pool["nodeConfig"]["spot"]) == ("shared-serving", False)
+    group = mocks.one("aws:eks/nodeGroup:NodeGroup").inputs
+    assert (group["clusterName"], group["subnetIds"]) == ("shared-serving", ["subnet-0abc"])
+    assert group["capacityType"] == "ON_DEMAND"
+    assert mocks.one("kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"][
+        "nodeSelector"
+    ] == {"eks.amazonaws.com/nodegroup": "l4"}
+    assert gke.scheduling.pods_that_fit(1) == 2 and eks.scheduling.pods_that_fit(2) == 8

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gpu_model_serving.gpu_pools.gke import GkePool
+from gpu_model_serving.gpu_pools.gke import GkePoolArgs
 from gpu_model_serving.runtime_profiles import INFERENCE_ENGINES
 from gpu_model_serving.settings import (
     RUNTIME_LIMITS,
@@ -63,7 +63,8 @@ def test_prod_stack_settings_are_gke_with_l4_and_tensorflow_serving() -> None:
     loaded = settings_for("prod")
     assert loaded.gpu_pool.provider == "gke"
     assert loaded.gpu_pool.accelerator_type == "nvidia-l4"
-    assert isinstance(loaded.gpu_pool, GkePool) and loaded.gpu_pool.machine_type.startswith("g2-")
+    assert isinstance(loaded.gpu_pool, GkePoolArgs)
+    assert str(loaded.gpu_pool.machine_type).startswith("g2-")
     assert loaded.image.runtime == "tensorflow-serving"
     assert loaded.image.registry.endswith("-docker.pkg.dev")
     assert loaded.server.autoscaling.min_replicas >= 3
