@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import driver  # noqa: E402
-from engine.environment import engine_environment  # noqa: E402
+from engine.environment import private_backend_environment  # noqa: E402
 from engine.scratch import copy_project  # noqa: E402
 from model_contract.repository import versions  # noqa: E402
 from model_contract.saved_model import read_signatures  # noqa: E402
@@ -125,8 +124,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as scratch:
         root = Path(scratch)
-        (root / "state").mkdir()
-        env = engine_environment({**os.environ, "PULUMI_BACKEND_URL": (root / "state").as_uri()})
+        env = private_backend_environment(root / "state")
         dev_config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
         dev_config["config"][f"{PROJECT}:namespace"] = "engine-bench"
         dev_config["config"][f"{PROJECT}:imageTag"] = "engine-bench"

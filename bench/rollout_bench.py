@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine import driver  # noqa: E402
 from engine.canary_analysis import Prometheus, analyse  # noqa: E402
-from engine.environment import engine_environment  # noqa: E402
+from engine.environment import private_backend_environment  # noqa: E402
 from engine.rollout import RolloutReport, rollout  # noqa: E402
 from engine.scratch import copy_project  # noqa: E402
 from engine.stack_file import declared_settings, write_config  # noqa: E402
@@ -113,8 +112,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as scratch:
         root = Path(scratch)
-        (root / "state").mkdir()
-        env = engine_environment({**os.environ, "PULUMI_BACKEND_URL": (root / "state").as_uri()})
+        env = private_backend_environment(root / "state")
         config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
         keys = {**ROLLOUT_CONFIG, "modelPath": str(two_version_repository(root))}
         config.update({f"{PROJECT}:{key}": value for key, value in keys.items()})

@@ -82,6 +82,16 @@ def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def private_backend_environment(
+    state_dir: Path, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """`engine_environment(base)` with a file backend of its own in `state_dir` (created), for
+    benches and tests whose stacks must not touch the project's."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ if base is None else base)
+    return engine_environment({**env, "PULUMI_BACKEND_URL": state_dir.as_uri()})
+
+
 def ensure_local_backend(env: dict[str, str]) -> None:
     """Create the directory of a file:// backend: the engine refuses a missing one."""
     url = env["PULUMI_BACKEND_URL"]

@@ -19,8 +19,8 @@ import pytest
 from engine.environment import (
     PLAIN_CLI_DIR,
     REPO,
-    engine_environment,
     install_component_package,
+    private_backend_environment,
 )
 from tests.cluster.conftest import Cluster
 from tests.cluster.kube import resource_path
@@ -61,10 +61,7 @@ def program(
     root = tmp_path_factory.mktemp(request.param)
     work_dir = root / "program"
     shutil.copytree(EXAMPLES / request.param, work_dir)
-    (root / "state").mkdir()
-    env = engine_environment(
-        {**os.environ, **cluster.env, "PULUMI_BACKEND_URL": (root / "state").as_uri()}
-    )
+    env = private_backend_environment(root / "state", {**os.environ, **cluster.env})
     # The CLI beside its Python language host, the venv's python, and the package importable.
     env["PATH"] = os.pathsep.join([str(REPO / ".venv" / "bin"), str(PLAIN_CLI_DIR), env["PATH"]])
     env["PYTHONPATH"] = str(REPO)
