@@ -52,7 +52,7 @@ class GkePoolArgs(PoolShape):
     """Machine type of the nodes, of the family the accelerator attaches to (g2-* for L4)."""
     spot: pulumi.Input[bool] = False
     """Spot VMs: cheaper, and preemptible."""
-    driver_version: pulumi.Input[str] = "DEFAULT"
+    driver_version: pulumi.Input[str] = "LATEST"
     """GPU driver GKE installs: DEFAULT, LATEST or INSTALLATION_DISABLED."""
 
     def declare(

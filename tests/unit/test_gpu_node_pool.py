@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from typing import get_args
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 
 from gpu_model_serving.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from gpu_model_serving.gpu_pools import POOL_PROVIDERS, GpuPoolArgs, PoolProvider
@@ -257,3 +259,25 @@ def test_another_program_declares_pools_from_args_alone_with_other_resources_out
         "nodeSelector"
     ] == {"eks.amazonaws.com/nodegroup": "l4"}
     assert gke.scheduling.pods_that_fit(1) == 2 and eks.scheduling.pods_that_fit(2) == 8
+
+
+@pytest.mark.parametrize(
+    ("key", "args_type", "field"),
+    [
+        ("gpuAcceleratorsPerNode", ExistingPoolArgs, "accelerators_per_node"),
+        ("gpuPoolMinNodes", ExistingPoolArgs, "min_nodes"),
+        ("gpuNodeLabelKey", ExistingPoolArgs, "node_label_key"),
+        ("gpuPoolSpot", GkePoolArgs, "spot"),
+        ("gkeGpuDriverVersion", GkePoolArgs, "driver_version"),
+        ("gpuPoolSpot", EksPoolArgs, "spot"),
+        ("eksAmiType", EksPoolArgs, "ami_type"),
+    ],
+)
+def test_a_program_without_config_gets_the_stacks_defaults(
+    key: str, args_type: type, field: str
+) -> None:
+    """The args' defaults are the ones Pulumi.yaml declares: another program and a stack that
+    leaves the key out get the same pool."""
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    (default,) = [f.default for f in dataclasses.fields(args_type) if f.name == field]
+    assert default == declared[key]["default"]
